@@ -1,0 +1,1 @@
+"""The running system: mailbox sources, store, pipeline, outbox, digest, command line."""

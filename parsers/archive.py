@@ -1,0 +1,152 @@
+"""Safe expansion of zip archives into memory, member by member.
+
+Nothing is written to disk, so a member path cannot escape a folder; a path that
+would (absolute, or with ".." parts) is still refused, because a submitter who
+sends one has sent something other than the reports asked for. Every member is
+read through a byte counter, so a zip bomb costs at most `max_member_bytes` of
+memory however large its headers say it is.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import zipfile
+from dataclasses import dataclass, field
+
+from parsers.problems import FileProblem
+from parsers.text import decode_bytes
+
+_CHUNK = 64 * 1024
+
+#: Zip flag bit 11: the member name is UTF-8 (APPNOTE 4.4.4).
+_UTF8_FLAG = 0x800
+#: Zip flag bit 0: the member is encrypted.
+_ENCRYPTED_FLAG = 0x1
+
+#: Entries that archivers add beside the real files.
+_JUNK_PREFIXES = ("__MACOSX/",)
+_JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """Bounds on what one archive may expand to."""
+
+    max_members: int = 200
+    max_member_bytes: int = 50 * 1024 * 1024
+    max_total_bytes: int = 200 * 1024 * 1024
+    #: Expanded size over compressed size; office files compress about 1.1:1 to 10:1.
+    max_ratio: float = 200.0
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file read out of an archive."""
+
+    name: str
+    data: bytes
+
+
+@dataclass
+class Expansion:
+    """The members that could be read and a problem for each one that could not."""
+
+    members: list[Member] = field(default_factory=list)
+    problems: list[tuple[str, FileProblem]] = field(default_factory=list)
+
+
+def expand_zip(data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> Expansion:
+    """Read every member of the zip in `data` within `limits`.
+
+    Raises FileProblem("unreadable-archive") when the archive as a whole is
+    broken and FileProblem("too-many-members") past the member limit. A member
+    that breaks a rule is skipped and reported in `problems` by its name.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, OSError) as err:
+        raise FileProblem("unreadable-archive", reason=str(err)) from err
+
+    result = Expansion()
+    total = 0
+    with archive:
+        entries = [info for info in archive.infolist() if not info.is_dir()]
+        if len(entries) > limits.max_members:
+            raise FileProblem("too-many-members", count=len(entries), limit=limits.max_members)
+
+        for info in entries:
+            name = member_name(info)
+            if _is_junk(name):
+                continue
+
+            problem = _check_member(info, name, limits, total)
+            if problem is not None:
+                result.problems.append((name, problem))
+                continue
+
+            try:
+                content = _read_bounded(archive, info, limits.max_member_bytes)
+            except FileProblem as err:
+                result.problems.append((name, err))
+                continue
+            total += len(content)
+            result.members.append(Member(name=name, data=content))
+
+    return result
+
+
+def member_name(info: zipfile.ZipInfo) -> str:
+    """Return the member's real name, decoding GBK names that lack the UTF-8 flag.
+
+    Without the flag, zipfile decodes the raw bytes as CP437. Chinese Windows
+    archivers write GBK there, so the bytes are recovered and decoded again.
+    """
+    name = info.filename
+    if not info.flag_bits & _UTF8_FLAG:
+        try:
+            raw = name.encode("cp437")
+        except UnicodeEncodeError:
+            raw = None
+        if raw is not None:
+            name = decode_bytes(raw)
+    return name.replace("\\", "/")
+
+
+def _is_junk(name: str) -> bool:
+    return name.startswith(_JUNK_PREFIXES) or posixpath.basename(name) in _JUNK_NAMES
+
+
+def _check_member(info: zipfile.ZipInfo, name: str, limits: ArchiveLimits, total: int) -> FileProblem | None:
+    parts = name.split("/")
+    if name.startswith("/") or ".." in parts or (parts and parts[0].endswith(":")):
+        return FileProblem("unsafe-path", member=name)
+    if info.flag_bits & _ENCRYPTED_FLAG:
+        return FileProblem("encrypted-archive", member=name)
+    if info.file_size > limits.max_member_bytes:
+        return FileProblem("member-too-large", member=name, size=info.file_size, limit=limits.max_member_bytes)
+    if total + info.file_size > limits.max_total_bytes:
+        return FileProblem("archive-too-large", member=name, limit=limits.max_total_bytes)
+    if info.compress_size and info.file_size / info.compress_size > limits.max_ratio:
+        return FileProblem("suspicious-ratio", member=name, ratio=round(info.file_size / info.compress_size))
+    return None
+
+
+def _read_bounded(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    """Read one member in chunks, stopping once it passes `limit` bytes.
+
+    The header's size is not trusted: a crafted member can declare a small size
+    and inflate to far more.
+    """
+    buffer = io.BytesIO()
+    try:
+        with archive.open(info) as stream:
+            while chunk := stream.read(_CHUNK):
+                if buffer.tell() + len(chunk) > limit:
+                    raise FileProblem("member-too-large", member=member_name(info), size=None, limit=limit)
+                buffer.write(chunk)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+        raise FileProblem("unreadable-member", member=member_name(info), reason=str(err)) from err
+    except RuntimeError as err:  # zipfile raises RuntimeError for a password-protected member
+        raise FileProblem("encrypted-archive", member=member_name(info)) from err
+    return buffer.getvalue()

@@ -1,0 +1,134 @@
+"""Read the cell values of .xlsx/.xlsm (openpyxl) and .xls (xlrd) workbooks.
+
+Values come back as the sender sees them: Excel row numbers start at 1 and
+cached formula results are used, never the formula. openpyxl parses XML through
+defusedxml when it is installed (it is a dependency), so entity expansion is off.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+import openpyxl
+import xlrd
+
+from parsers.problems import FileProblem
+from parsers.sniff import FileKind
+
+log = logging.getLogger(__name__)
+
+#: Default bound on rows read from one sheet; the notice's forms have ten rows.
+DEFAULT_MAX_ROWS = 5000
+#: Columns past this are ignored; the widest form has 13.
+MAX_COLUMNS = 64
+
+
+@dataclass(frozen=True)
+class SheetRow:
+    """One row: its Excel number (1-based) and its cell values from column A on."""
+
+    number: int
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """One worksheet's name and its non-empty rows."""
+
+    name: str
+    rows: tuple[SheetRow, ...]
+
+
+def read_workbook(data: bytes, kind: FileKind, *, max_rows: int = DEFAULT_MAX_ROWS) -> list[Sheet]:
+    """Return the sheets of the workbook in `data` (an XLSX or XLS by `kind`).
+
+    Raises FileProblem("unreadable-file") when the file is broken and
+    FileProblem("too-many-rows") when a sheet holds more than `max_rows` rows.
+    """
+    if kind == FileKind.XLS:
+        return _read_xls(data, max_rows)
+    return _read_xlsx(data, max_rows)
+
+
+def _read_xlsx(data: bytes, max_rows: int) -> list[Sheet]:
+    try:
+        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True, keep_links=False)
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError, IndexError) as err:
+        raise FileProblem("unreadable-file", reason=str(err)) from err
+
+    sheets = []
+    try:
+        for worksheet in workbook.worksheets:
+            # WPS writes a <dimension> of A1 whatever the sheet holds, and the
+            # read-only reader trusts it; resetting makes it scan the real rows.
+            worksheet.reset_dimensions()
+            rows = []
+            for number, values in enumerate(worksheet.iter_rows(values_only=True, max_col=MAX_COLUMNS), start=1):
+                if number > max_rows:
+                    raise FileProblem("too-many-rows", sheet=worksheet.title, limit=max_rows)
+                trimmed = _trim(values)
+                if trimmed:
+                    rows.append(SheetRow(number=number, values=trimmed))
+            sheets.append(Sheet(name=worksheet.title, rows=tuple(rows)))
+    except FileProblem:
+        raise
+    except Exception as err:  # openpyxl raises many unrelated types on corrupt parts
+        raise FileProblem("unreadable-file", reason=f"{type(err).__name__}: {err}") from err
+    finally:
+        workbook.close()
+    return sheets
+
+
+def _read_xls(data: bytes, max_rows: int) -> list[Sheet]:
+    try:
+        book = xlrd.open_workbook(file_contents=data, on_demand=True)
+    except Exception as err:  # xlrd raises XLRDError, struct.error, AssertionError ...
+        raise FileProblem("unreadable-file", reason=f"{type(err).__name__}: {err}") from err
+
+    sheets = []
+    try:
+        for index in range(book.nsheets):
+            sheet = book.sheet_by_index(index)
+            if sheet.nrows > max_rows:
+                raise FileProblem("too-many-rows", sheet=sheet.name, limit=max_rows)
+            rows = []
+            for r in range(sheet.nrows):
+                values = tuple(_xls_value(sheet.cell(r, c), book.datemode) for c in range(min(sheet.ncols, MAX_COLUMNS)))
+                trimmed = _trim(values)
+                if trimmed:
+                    rows.append(SheetRow(number=r + 1, values=trimmed))
+            sheets.append(Sheet(name=sheet.name, rows=tuple(rows)))
+            book.unload_sheet(index)
+    finally:
+        book.release_resources()
+    return sheets
+
+
+def _xls_value(cell: xlrd.sheet.Cell, datemode: int) -> Any:
+    if cell.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK):
+        return None
+    if cell.ctype == xlrd.XL_CELL_NUMBER:
+        number = float(cell.value)
+        return int(number) if number.is_integer() else number
+    if cell.ctype == xlrd.XL_CELL_DATE:
+        try:
+            return xlrd.xldate.xldate_as_datetime(cell.value, datemode)
+        except (ValueError, OverflowError):
+            return cell.value
+    if cell.ctype == xlrd.XL_CELL_BOOLEAN:
+        return bool(cell.value)
+    if cell.ctype == xlrd.XL_CELL_ERROR:
+        return None
+    return cell.value
+
+
+def _trim(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop trailing empty cells; return () for an empty row."""
+    cleaned = [None if (isinstance(v, str) and not v.strip()) else v for v in values]
+    while cleaned and cleaned[-1] is None:
+        cleaned.pop()
+    return tuple(cleaned)

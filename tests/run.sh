@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what the tests need on a fresh Debian machine, then run every test.
+# Dovecot comes from Debian's dovecot-imapd; the tests start their own instance,
+# so the system service is kept from starting during the install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v dovecot >/dev/null 2>&1; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "dovecot is missing: run 'sudo apt-get install -y dovecot-imapd' first" >&2
+        exit 1
+    fi
+    policy=/usr/sbin/policy-rc.d
+    created_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod +x "$policy"
+        created_policy=1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null
+    if [ "$created_policy" -eq 1 ]; then
+        rm -f "$policy"
+    fi
+fi
+
+python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+exec python3 -m pytest "$@"

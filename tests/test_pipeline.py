@@ -1,0 +1,217 @@
+"""The archive-process-send cycle on a Maildir, against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import mailbox
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import func, select
+
+from daemon.config import load_settings
+from daemon.digest import render_digest
+from daemon.export import export_workbook
+from daemon.pipeline import process_message
+from daemon.service import Service
+from daemon.store import Decision, OutboxItem, RowRecord, StoredMessage, Submission
+from tests import builders
+from tests.support import store_url, write_config  # noqa: F401  (fixture)
+
+PROVIDER = "周文涛 <zhouwt@xinghe-sl.example.com>"
+
+
+def _maildir(folder: Path) -> Path:
+    box = mailbox.Maildir(folder / "maildir", create=True)
+    return Path(box._path)
+
+
+def _deliver(box: Path, raw: bytes) -> str:
+    """Write `raw` byte for byte into new/ (mailbox.Maildir.add would rewrite line ends)."""
+    key = f"{1600000000 + len(list((box / 'new').iterdir()))}.M1P1.test"
+    (box / "new" / key).write_bytes(raw)
+    return key
+
+
+def _service(tmp_path: Path, store_url: str) -> Service:
+    config = write_config(tmp_path, mailbox=f'kind = "maildir"\npath = "maildir"\naddress = "gyhlw@gdei.gov.cn"',
+                          store_url=store_url)
+    return Service(load_settings(config))
+
+
+def _form1_mail(message_id: str, rows: list[list[object]], *, received: str = "Thu, 10 Sep 2020 10:00:00 +0800",
+                sender: str = PROVIDER, name: str = "附件1-汇总表.xlsx") -> bytes:
+    return builders.mail(sender=sender, subject="上云上平台实施项目情况汇总表", message_id=message_id,
+                         received=received, date=received,
+                         attachments=[(name, builders.form1_workbook(rows), builders.XLSX_TYPE)])
+
+
+def test_cycle_accepts_form_and_writes_reply(tmp_path: Path, store_url: str) -> None:
+    box = _maildir(tmp_path)
+    _deliver(box, _form1_mail("<a1@xinghe-sl.example.com>", [builders.form1_row(2), builders.form1_row(3)]))
+    service = _service(tmp_path, store_url)
+
+    report = service.cycle()
+
+    assert report.archived == 1
+    assert [p.decision for p in report.processed] == ["accepted"]
+    assert report.processed[0].counts["form1"] == 2
+    assert report.sent == 1
+    replies = list((tmp_path / "outbox").glob("*.eml"))
+    assert len(replies) == 1
+    reply = email.message_from_bytes(replies[0].read_bytes(), policy=email.policy.default)
+    assert reply["X-Intake-Decision"] == "accepted"
+    assert reply["In-Reply-To"] == "<a1@xinghe-sl.example.com>"
+    assert reply["Auto-Submitted"] == "auto-replied"
+    assert reply["To"] == "zhouwt@xinghe-sl.example.com"
+    assert "登记数据 2 行" in reply.get_body(("plain",)).get_content()
+    service.close()
+
+
+def test_cycle_second_run_processes_nothing(tmp_path: Path, store_url: str) -> None:
+    box = _maildir(tmp_path)
+    _deliver(box, _form1_mail("<a2@xinghe-sl.example.com>", [builders.form1_row(2)]))
+    service = _service(tmp_path, store_url)
+    service.cycle()
+
+    again = service.cycle()
+
+    assert again.archived == 0
+    assert again.processed == []
+    assert again.sent == 0
+    service.close()
+
+
+def test_cycle_same_message_twice_processed_once(tmp_path: Path, store_url: str) -> None:
+    box = _maildir(tmp_path)
+    raw = _form1_mail("<dup@xinghe-sl.example.com>", [builders.form1_row(2)])
+    _deliver(box, raw)
+    _deliver(box, raw)
+    service = _service(tmp_path, store_url)
+
+    report = service.cycle()
+
+    assert report.archived == 2
+    assert len(report.processed) == 1
+    with service.database.session() as session:
+        statuses = sorted(session.execute(select(StoredMessage.status)).scalars())
+    assert statuses == ["duplicate", "processed"]
+    service.close()
+
+
+def test_cycle_keeps_raw_when_processing_fails(tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    box = _maildir(tmp_path)
+    raw = _form1_mail("<boom@xinghe-sl.example.com>", [builders.form1_row(2)])
+    _deliver(box, raw)
+    service = _service(tmp_path, store_url)
+
+    def explode(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("parser crashed")
+
+    monkeypatch.setattr("daemon.pipeline.evaluate", explode)
+    report = service.cycle()
+
+    assert report.processed == []
+    with service.database.session() as session:
+        stored = session.execute(select(StoredMessage)).scalar_one()
+        assert stored.status == "failed"
+        assert "parser crashed" in (stored.error or "")
+        assert stored.raw == raw
+    assert "parser crashed" in render_digest(service)
+    service.close()
+
+
+def test_reparse_replaces_current_version_without_reply(tmp_path: Path, store_url: str) -> None:
+    box = _maildir(tmp_path)
+    _deliver(box, _form1_mail("<re@xinghe-sl.example.com>", [builders.form1_row(2)]))
+    service = _service(tmp_path, store_url)
+    service.cycle()
+
+    with service.database.session() as session:
+        pk = session.execute(select(StoredMessage.id)).scalar_one()
+        result = process_message(session, pk, service.settings, service.campaign, service.renderer, reply=False)
+
+    assert result.decision == "accepted"
+    with service.database.session() as session:
+        versions = session.execute(select(Submission.version, Submission.current).order_by(Submission.version)).all()
+        outbox = session.execute(select(func.count(OutboxItem.id))).scalar_one()
+        decisions = session.execute(select(func.count(Decision.id))).scalar_one()
+    assert versions == [(1, False), (2, True)]
+    assert outbox == 1
+    assert decisions == 2
+    service.close()
+
+
+def test_export_keeps_only_newest_version_of_sender(tmp_path: Path, store_url: str) -> None:
+    box = _maildir(tmp_path)
+    first = [builders.form1_row(2), builders.form1_row(3, 合同金额=150, 服务券金额=15)]
+    second = [builders.form1_row(2), builders.form1_row(3, 合同金额=15, 服务券金额=15), builders.form1_row(4)]
+    _deliver(box, _form1_mail("<v1@xinghe-sl.example.com>", first, received="Mon, 14 Sep 2020 10:00:00 +0800"))
+    _deliver(box, _form1_mail("<v2@xinghe-sl.example.com>", second, received="Wed, 16 Sep 2020 10:00:00 +0800"))
+    other = "罗志强 <luozq@kaiyuan-yun.example.net>"
+    _deliver(box, _form1_mail("<o1@kaiyuan-yun.example.net>", [builders.form1_row(5)], sender=other))
+    service = _service(tmp_path, store_url)
+    service.cycle()
+
+    written = export_workbook(service, tmp_path / "export.xlsx")
+
+    assert written["form1"] == 4
+    sheet = load_workbook(tmp_path / "export.xlsx")["附件1"]
+    header = [c.value for c in sheet[1]]
+    assert "Message-ID" in header
+    ids = [row[header.index("Message-ID")] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    assert ids.count("<v2@xinghe-sl.example.com>") == 3
+    assert "<v1@xinghe-sl.example.com>" not in ids
+    amounts = [row[header.index("合同金额")] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    assert 150 not in amounts
+    with service.database.session() as session:
+        assert session.execute(select(func.count(RowRecord.id))).scalar_one() == 6
+    service.close()
+
+
+def test_export_keeps_formula_text_as_text(tmp_path: Path, store_url: str) -> None:
+    box = _maildir(tmp_path)
+    _deliver(box, _form1_mail("<f1@xinghe-sl.example.com>", [builders.form1_row(2)]))
+    service = _service(tmp_path, store_url)
+    service.cycle()
+    # A text cell that starts with "=" arrives as text; plant one in the stored row.
+    with service.database.session() as session:
+        row = session.execute(select(RowRecord)).scalar_one()
+        row.values = {**row.values, "应用服务目录": "=HYPERLINK(\"x\")"}
+
+    export_workbook(service, tmp_path / "export.xlsx")
+
+    sheet = load_workbook(tmp_path / "export.xlsx")["附件1"]
+    header = [c.value for c in sheet[1]]
+    cell = sheet.cell(row=2, column=header.index("应用服务目录") + 1)
+    assert cell.data_type == "s"
+    assert cell.value == "=HYPERLINK(\"x\")"
+    service.close()
+
+
+def test_digest_lists_senders_late_missing_and_returned(tmp_path: Path, store_url: str) -> None:
+    box = _maildir(tmp_path)
+    _deliver(box, _form1_mail("<late@xinghe-sl.example.com>", [builders.form1_row(2)],
+                              received="Sat, 19 Sep 2020 10:00:00 +0800"))
+    bad = [builders.form1_row(2, 申领年份=2017)]
+    _deliver(box, _form1_mail("<bad@ruituo.example.com>", bad, sender="许嘉欣 <xujx@ruituo.example.com>"))
+    city = builders.mail(
+        sender="佛山市工业和信息化局 <gxj@foshan.example.org>", subject="佛山市报送检查表",
+        message_id="<city@foshan.example.org>", received="Thu, 17 Sep 2020 15:20:14 +0800",
+        attachments=[("附件3（佛山市）.xlsx", builders.form3_workbook([builders.form3_row(2)]), builders.XLSX_TYPE)])
+    _deliver(box, city)
+    service = _service(tmp_path, store_url)
+    service.cycle()
+
+    text = render_digest(service)
+
+    assert "周文涛" in text
+    assert "（逾期）" in text
+    assert "佛山市工业和信息化局 <gxj@foshan.example.org>" in text
+    assert "尚未报送 20 个" in text
+    assert "广州市工业和信息化局" in text
+    assert "许嘉欣" in text
+    assert "「申领年份」填写为“2017”" in text
+    service.close()

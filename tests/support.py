@@ -12,7 +12,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from tests.mailstack import ImapAccount, SmtpSink
+
 REPO = Path(__file__).resolve().parents[1]
+PASSWORD_ENV = "INTAKE_TEST_IMAP_PASSWORD"
 POSTGRES_URL = os.environ.get("INTAKE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -84,3 +87,10 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     with postgres_schema() as url:
         yield url
+
+
+def imap_config(folder: Path, account: ImapAccount, sink: SmtpSink, *, store_url: str | None = None) -> Path:
+    mailbox = (f'kind = "imap"\nhost = "127.0.0.1"\nport = {account.port}\nsecurity = "none"\n'
+               f'username = "{account.username}"\npassword_env = "{PASSWORD_ENV}"\naddress = "gyhlw@gdei.gov.cn"')
+    return write_config(folder, mailbox=mailbox, store_url=store_url or f"sqlite:///{folder / 'intake.db'}",
+                        outbox='transport = "smtp"\nmax_attempts = 3', smtp=f"port = {sink.port}")

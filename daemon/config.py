@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 import tomllib
 from dataclasses import dataclass, field
 from datetime import time
@@ -41,6 +42,8 @@ class MailboxSettings:
     path: Path | None = None
     batch_size: int = 50
     timeout_seconds: float = 60.0
+    #: A CA bundle for a server whose certificate a private CA signed; None: the system's.
+    ca_file: Path | None = None
 
     @property
     def name(self) -> str:
@@ -65,6 +68,7 @@ class SmtpSettings:
     from_address: str = ""
     from_name: str = "广东省工业和信息化厅工业互联网处"
     timeout_seconds: float = 60.0
+    ca_file: Path | None = None
 
     def password(self) -> str:
         return _secret(self.password_env, "smtp")
@@ -114,7 +118,7 @@ def load_settings(path: Path) -> Settings:
 
     base = path.resolve().parent
     mailbox = _mailbox(raw.get("mailbox", {}), base)
-    smtp = _smtp(raw.get("smtp", {}), mailbox)
+    smtp = _smtp(raw.get("smtp", {}), mailbox, base)
     outbox = raw.get("outbox", {})
     transport = outbox.get("transport", "file")
     if transport not in ("smtp", "file"):
@@ -176,10 +180,20 @@ def _mailbox(raw: dict[str, Any], base: Path) -> MailboxSettings:
         username=raw["username"], password_env=raw.get("password_env", ""),
         folder=raw.get("folder", "INBOX"), batch_size=_positive_int(raw, "batch_size", 50, "mailbox"),
         timeout_seconds=float(raw.get("timeout_seconds", 60)),
+        ca_file=_ca_file(raw, base, "mailbox"),
     )
 
 
-def _smtp(raw: dict[str, Any], mailbox: MailboxSettings) -> SmtpSettings:
+def _ca_file(raw: dict[str, Any], base: Path, section: str) -> Path | None:
+    if not raw.get("ca_file"):
+        return None
+    path = _path(base, raw["ca_file"])
+    if not path.is_file():
+        raise ConfigError(f"[{section}] ca_file = {raw['ca_file']!r} 不存在：请填写 PEM 格式的 CA 证书文件路径，或删除此项以使用系统证书。")
+    return path
+
+
+def _smtp(raw: dict[str, Any], mailbox: MailboxSettings, base: Path) -> SmtpSettings:
     host = raw.get("host", "127.0.0.1")
     security = _security(raw, "smtp", host) if raw else "none"
     default_port = {"tls": 465, "starttls": 587, "none": 25}[security]
@@ -189,6 +203,7 @@ def _smtp(raw: dict[str, Any], mailbox: MailboxSettings) -> SmtpSettings:
         from_address=str(raw.get("from_address", mailbox.address)).lower(),
         from_name=raw.get("from_name", SmtpSettings.from_name),
         timeout_seconds=float(raw.get("timeout_seconds", 60)),
+        ca_file=_ca_file(raw, base, "smtp"),
     )
 
 
@@ -208,6 +223,11 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """A verifying TLS context, trusting `ca_file` when one is configured."""
+    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
 
 
 def _secret(variable: str, section: str) -> str:

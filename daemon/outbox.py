@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from daemon.config import Settings
+from daemon.config import Settings, tls_context
 from daemon.errors import SendError
 from daemon.store import Database, OutboxItem
 
@@ -77,7 +77,7 @@ def _send_smtp(item: OutboxItem, settings: Settings) -> None:
     smtp = settings.smtp
     message = email.message_from_bytes(item.raw, policy=email.policy.SMTP)
     recipients = [address.strip() for address in item.recipient.split(",") if address.strip()]
-    context = ssl.create_default_context()
+    context = tls_context(smtp.ca_file)
     try:
         if smtp.security == "tls":
             client: smtplib.SMTP = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout_seconds, context=context)

@@ -16,7 +16,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 from imapclient.imapclient import SocketTimeout
 
-from daemon.config import MailboxSettings
+from daemon.config import MailboxSettings, tls_context
 from daemon.errors import MailboxError
 from daemon.mailbox import Fetched, Position
 
@@ -75,7 +75,7 @@ class ImapSource:
 
     def _connect(self) -> IMAPClient:
         settings = self.settings
-        context = ssl.create_default_context()
+        context = tls_context(settings.ca_file)
         timeout = SocketTimeout(connect=min(settings.timeout_seconds, 30.0), read=settings.timeout_seconds)
         try:
             client = IMAPClient(settings.host, port=settings.port, ssl=settings.security == "tls",

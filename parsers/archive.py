@@ -14,6 +14,10 @@ import posixpath
 import zipfile
 from dataclasses import dataclass, field
 
+import py7zr
+import py7zr.exceptions
+from py7zr.io import Py7zIO, WriterFactory
+
 from parsers.problems import FileProblem
 from parsers.text import decode_bytes
 
@@ -150,3 +154,117 @@ def _read_bounded(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -
     except RuntimeError as err:  # zipfile raises RuntimeError for a password-protected member
         raise FileProblem("encrypted-archive", member=member_name(info)) from err
     return buffer.getvalue()
+
+
+def expand_7z(data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> Expansion:
+    """Read every member of the 7z archive in `data` within `limits`.
+
+    Declared sizes are checked first; then each member is decompressed into a
+    writer that stops the whole extraction once it passes `max_member_bytes`,
+    because 7z headers can lie as zip headers can.
+    """
+    try:
+        archive = py7zr.SevenZipFile(io.BytesIO(data))
+    except py7zr.exceptions.PasswordRequired as err:
+        raise FileProblem("encrypted-archive", member="") from err
+    except (py7zr.exceptions.Bad7zFile, py7zr.exceptions.ArchiveError, EOFError, OSError, ValueError) as err:
+        raise FileProblem("unreadable-archive", reason=str(err)) from err
+
+    result = Expansion()
+    with archive:
+        if archive.needs_password():
+            raise FileProblem("encrypted-archive", member="")
+        entries = [info for info in archive.list() if not info.is_directory]
+        if len(entries) > limits.max_members:
+            raise FileProblem("too-many-members", count=len(entries), limit=limits.max_members)
+
+        wanted: list[str] = []
+        total = 0
+        for info in entries:
+            name = info.filename.replace("\\", "/")
+            if _is_junk(name):
+                continue
+            problem = _check_declared(name, info.uncompressed, info.compressed, limits, total)
+            if problem is not None:
+                result.problems.append((name, problem))
+                continue
+            total += info.uncompressed
+            wanted.append(info.filename)
+
+        if not wanted:
+            return result
+        factory = _CappedFactory(limits.max_member_bytes)
+        try:
+            archive.extract(targets=wanted, factory=factory)
+        except _Overflow as err:
+            raise FileProblem("member-too-large", member=err.member, size=None, limit=limits.max_member_bytes) from err
+        except (py7zr.exceptions.ArchiveError, py7zr.exceptions.CrcError, EOFError, OSError, ValueError,
+                NotImplementedError) as err:
+            raise FileProblem("unreadable-archive", reason=f"{type(err).__name__}: {err}") from err
+
+    for filename in wanted:
+        product = factory.products.get(filename)
+        if product is not None:
+            result.members.append(Member(name=filename.replace("\\", "/"), data=product.getvalue()))
+    return result
+
+
+def _check_declared(name: str, size: int | None, compressed: int | None, limits: ArchiveLimits,
+                    total: int) -> FileProblem | None:
+    parts = name.split("/")
+    if name.startswith("/") or ".." in parts or (parts and parts[0].endswith(":")):
+        return FileProblem("unsafe-path", member=name)
+    size = size or 0
+    if size > limits.max_member_bytes:
+        return FileProblem("member-too-large", member=name, size=size, limit=limits.max_member_bytes)
+    if total + size > limits.max_total_bytes:
+        return FileProblem("archive-too-large", member=name, limit=limits.max_total_bytes)
+    if compressed and size / compressed > limits.max_ratio:
+        return FileProblem("suspicious-ratio", member=name, ratio=round(size / compressed))
+    return None
+
+
+class _Overflow(Exception):
+    def __init__(self, member: str) -> None:
+        super().__init__(member)
+        self.member = member
+
+
+class _CappedWriter(Py7zIO):
+    """An in-memory member that aborts the extraction past `limit` bytes."""
+
+    def __init__(self, filename: str, limit: int) -> None:
+        self.filename = filename
+        self.limit = limit
+        self._buffer = io.BytesIO()
+
+    def write(self, s: bytes | bytearray) -> int:
+        if self._buffer.tell() + len(s) > self.limit:
+            raise _Overflow(self.filename)
+        return self._buffer.write(s)
+
+    def read(self, size: int | None = None) -> bytes:
+        return self._buffer.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._buffer.seek(offset, whence)
+
+    def flush(self) -> None:
+        self._buffer.flush()
+
+    def size(self) -> int:
+        return len(self._buffer.getbuffer())
+
+    def getvalue(self) -> bytes:
+        return self._buffer.getvalue()
+
+
+class _CappedFactory(WriterFactory):
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.products: dict[str, _CappedWriter] = {}
+
+    def create(self, filename: str) -> Py7zIO:
+        product = _CappedWriter(filename, self.limit)
+        self.products[filename] = product
+        return product

@@ -14,8 +14,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from parsers.archive import ArchiveLimits, expand_zip
+from parsers.archive import ArchiveLimits, expand_7z, expand_zip
 from parsers.document import read_docx
+from parsers.links import find_download_links
 from parsers.mime import Attachment, ParsedMessage
 from parsers.problems import FileProblem
 from parsers.sniff import FileKind, sniff
@@ -40,7 +41,6 @@ SKIPPED = "skipped"
 
 _UNSUPPORTED_NAMES = {
     FileKind.DOC: ".doc（旧版 Word）",
-    FileKind.SEVEN_ZIP: "7z",
     FileKind.RAR: "rar",
     FileKind.PDF: "PDF",
     FileKind.OLE: "旧版 Office",
@@ -137,8 +137,8 @@ def _file_outcomes(name: str, data: bytes, campaign: Campaign, limits: Limits, *
         return [_table_outcome(name, kind, data, campaign, limits)]
     if kind == FileKind.DOCX:
         return [_report_outcome(name, data, campaign)]
-    if kind == FileKind.ZIP:
-        return _archive_outcomes(name, data, campaign, limits, depth=depth)
+    if kind in (FileKind.ZIP, FileKind.SEVEN_ZIP):
+        return _archive_outcomes(name, kind, data, campaign, limits, depth=depth)
     if kind == FileKind.ENCRYPTED_OFFICE:
         return [_returned(name, kind, Finding(code="encrypted-file", file=name))]
     if kind in _UNSUPPORTED_NAMES:
@@ -175,14 +175,16 @@ def _report_outcome(name: str, data: bytes, campaign: Campaign) -> FileOutcome:
                        findings=list(report.findings))
 
 
-def _archive_outcomes(name: str, data: bytes, campaign: Campaign, limits: Limits, *, depth: int) -> list[FileOutcome]:
+def _archive_outcomes(name: str, kind: FileKind, data: bytes, campaign: Campaign, limits: Limits, *,
+                      depth: int) -> list[FileOutcome]:
     if depth >= limits.max_archive_depth:
-        return [_returned(name, FileKind.ZIP, Finding(code="archive-too-deep", file=name,
-                                                      params={"limit": limits.max_archive_depth}))]
+        return [_returned(name, kind, Finding(code="archive-too-deep", file=name,
+                                              params={"limit": limits.max_archive_depth}))]
+    expand = expand_7z if kind == FileKind.SEVEN_ZIP else expand_zip
     try:
-        expansion = expand_zip(data, limits.archive)
+        expansion = expand(data, limits.archive)
     except FileProblem as problem:
-        return [_returned(name, FileKind.ZIP, from_problem(problem.code, problem.detail, file=name))]
+        return [_returned(name, kind, from_problem(problem.code, problem.detail, file=name))]
 
     outcomes: list[FileOutcome] = []
     for member_name, problem in expansion.problems:
@@ -192,7 +194,7 @@ def _archive_outcomes(name: str, data: bytes, campaign: Campaign, limits: Limits
         outcomes.extend(_file_outcomes(f"{name}/{member.name}", member.data, campaign, limits, depth=depth + 1))
 
     if not any(o.status != SKIPPED for o in outcomes):
-        outcomes.append(_returned(name, FileKind.ZIP, Finding(code="empty-archive", file=name)))
+        outcomes.append(_returned(name, kind, Finding(code="empty-archive", file=name)))
     return outcomes
 
 
@@ -202,6 +204,10 @@ def _returned(name: str, kind: FileKind, finding: Finding) -> FileOutcome:
 
 def _decide(evaluation: Evaluation, message: ParsedMessage, campaign: Campaign, received: datetime) -> None:
     passed, returned = evaluation.passed(), evaluation.returned()
+    link = find_download_links(message.text, message.html)
+    if link is not None:
+        names = "、".join(f"“{name}”" for name in link.names) or "文件"
+        evaluation.findings.append(Finding(code="download-link", params={"names": names, "url": link.url}))
 
     if passed and returned:
         evaluation.decision = PARTIAL
@@ -209,7 +215,7 @@ def _decide(evaluation: Evaluation, message: ParsedMessage, campaign: Campaign, 
         evaluation.decision = ACCEPTED
     else:
         evaluation.decision = REJECTED
-        if not returned:
+        if not returned and link is None:
             visible = [a for a in message.attachments if not a.inline]
             evaluation.findings.append(Finding(code="no-form" if visible else "no-attachment"))
 

@@ -33,7 +33,7 @@ MESSAGES: dict[str, str] = {
     "not-a-form": "未能识别为本次通知要求的表格或报告：表格中找不到附件1或附件3的表头，"
                   "或文档中找不到附件2提纲的四个部分。请使用通知所附模板填写后重新发送。",
     "encrypted-file": "文件设置了打开密码，无法读取。请取消密码后重新保存，再发送未加密的文件。",
-    "encrypted-archive": "压缩包（“{member}”）设置了密码，无法解压。请发送未加密的压缩包。",
+    "encrypted-archive": "压缩包设置了密码，无法解压{member_note}。请发送未加密的压缩包。",
     "unsafe-path": "压缩包中的“{member}”路径不安全（含有“..”或绝对路径），已拒收。"
                    "请把报告文件直接放入压缩包后重新发送。",
     "member-too-large": "压缩包中的“{member}”解压后超过 {limit_mb} MB 的上限，已拒收。"
@@ -51,6 +51,8 @@ MESSAGES: dict[str, str] = {
     # The message as a whole.
     "no-attachment": "邮件中没有附件。请将填写好的表格（.xlsx）或报告（.docx，多份报告请打包为 .zip）作为附件发送。",
     "no-form": "邮件附件中没有本次通知要求的表格或报告。请使用通知所附模板填写后，作为附件发送。",
+    "download-link": "邮件正文中的{names}是网页邮箱的“超大附件”下载链接，系统无法下载，链接也会过期。"
+                     "请把文件直接作为附件添加到邮件中发送；文件过大时可压缩为 zip 后再作为附件发送。",
     "too-many-attachments": "邮件附件有 {count} 个，超过 {limit} 个的上限，只处理了前 {limit} 个。请分开发送。",
     "message-too-large": "邮件大小 {size_mb} MB，超过 {limit_mb} MB 的上限，未处理。请压缩附件或分开发送。",
     "late": "{form}的报送截止时间为 {deadline}，本邮件收到时间为 {received}，已逾期。材料照常登记。",
@@ -98,6 +100,8 @@ def from_problem(code: str, detail: dict[str, Any], *, file: str) -> Finding:
     """Build a finding from a parser's FileProblem code and detail."""
     params = dict(detail)
     limit = params.get("limit")
+    if code == "encrypted-archive":
+        params["member_note"] = f"（“{params['member']}”）" if params.get("member") else ""
     if isinstance(limit, int) and code in ("member-too-large", "archive-too-large"):
         params["limit_mb"] = round(limit / (1024 * 1024))
     return Finding(code=code, file=file, sheet=str(params.get("sheet", "")), params=params)

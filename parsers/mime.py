@@ -165,7 +165,7 @@ def attachment_filename(part: email.message.Message) -> str:
     RFC 2231 parameters come back from the email package as (charset, language,
     value) triples; their charset is widened like a body's before decoding.
     """
-    for raw in (part.get_param("filename", header="content-disposition"), part.get_param("name")):
+    for raw in (_param(part, "filename", "content-disposition"), _param(part, "name", "content-type")):
         if raw is None:
             continue
         if isinstance(raw, tuple):
@@ -178,6 +178,20 @@ def attachment_filename(part: email.message.Message) -> str:
         if name:
             return name
     return ""
+
+
+def _param(part: email.message.Message, name: str, header: str) -> object:
+    """Return a header parameter, recovering raw 8-bit bytes that get_param would replace.
+
+    Some clients write a GBK or UTF-8 file name into the header with no encoding
+    at all; compat32 keeps those bytes only in the raw header value.
+    """
+    for key, value in part.raw_items():
+        if key.lower() == header and isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value):
+            repaired = email.message.Message()
+            repaired[header] = decode_header_text(value)
+            return repaired.get_param(name, header=header)
+    return part.get_param(name, header=header)
 
 
 def _payload_bytes(part: email.message.Message) -> bytes:

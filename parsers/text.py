@@ -70,7 +70,7 @@ def decode_bytes(data: bytes, label: str | None = None) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def decode_header_text(value: str | bytes | None) -> str:
+def decode_header_text(value: str | bytes | email.header.Header | None) -> str:
     """Decode a header value: RFC 2047 words (also inside quotes) and raw 8-bit bytes.
 
     The email package in compat32 mode hands raw 8-bit header bytes over as
@@ -80,6 +80,10 @@ def decode_header_text(value: str | bytes | None) -> str:
         return ""
     if isinstance(value, bytes):
         return decode_bytes(value)
+    if isinstance(value, email.header.Header):
+        # compat32 wraps a header holding raw 8-bit bytes in a Header whose charset
+        # is unknown-8bit; str() of it would replace every such byte.
+        value = _header_bytes(value)
 
     text = str(value)
     if _has_surrogates(text):
@@ -103,6 +107,12 @@ def decode_header_text(value: str | bytes | None) -> str:
         else:
             pieces.append(chunk)
     return "".join(pieces).strip()
+
+
+def _header_bytes(header: email.header.Header) -> str:
+    raw = b"".join(chunk if isinstance(chunk, bytes) else chunk.encode("utf-8")
+                   for chunk, _ in email.header.decode_header(header))
+    return decode_bytes(raw)
 
 
 def _has_surrogates(text: str) -> bool:

@@ -20,7 +20,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
 def _service(ctx: click.Context) -> Service:
-    settings: Settings = ctx.obj["settings"]
+    settings: Settings = load_settings(config_path(ctx.obj["config"]))
     try:
         return Service(settings)
     except CampaignError as err:
@@ -37,7 +37,8 @@ def cli(ctx: click.Context, config: str | None, verbose: int) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.ensure_object(dict)
-    ctx.obj["settings"] = load_settings(config_path(config))
+    # Settings are read by each command, so that --help works without a configuration.
+    ctx.obj["config"] = config
 
 
 @cli.command()
@@ -48,7 +49,11 @@ def run(ctx: click.Context, once: bool) -> None:
     service = _service(ctx)
     try:
         if once:
-            _print_cycle(service.cycle(), service)
+            report = service.cycle()
+            _print_cycle(report, service)
+            if report.failed:
+                raise IntakeError(f"{len(report.failed)} 封邮件处理失败（原始邮件已保存）："
+                                  f"{'、'.join(report.failed)}。查明原因后可用 intake reparse 重新处理。")
             return
         from daemon.service import run_forever
 
@@ -86,7 +91,8 @@ def reparse(ctx: click.Context, message_id: str, reply: bool) -> None:
                    f"{'（逾期）' if result.late else ''}，{_counts(result.counts, service)}。")
         if reply:
             sent, failed = send_queued(service.database, service.settings)
-            click.echo(f"已发送 {sent} 封回复，发送失败 {failed} 封。")
+            verb = "写入" if service.settings.outbox_transport == "file" else "发送"
+            click.echo(f"已{verb} {sent} 封回复，{verb}失败 {failed} 封。")
     finally:
         service.close()
 
@@ -130,8 +136,9 @@ def export(ctx: click.Context, out: Path) -> None:
 
 
 def _print_cycle(report: CycleReport, service: Service) -> None:
+    verb = "写入" if service.settings.outbox_transport == "file" else "发送"
     click.echo(f"本轮收取新邮件 {report.archived} 封，处理 {len(report.processed)} 封，"
-               f"发送回复 {report.sent} 封{f'，发送失败 {report.send_failures} 封' if report.send_failures else ''}。")
+               f"{verb}回复 {report.sent} 封{f'，{verb}失败 {report.send_failures} 封' if report.send_failures else ''}。")
     for item in report.processed:
         label = DECISION_LABELS.get(item.decision, item.decision)
         target = f" → 回复 {item.reply_to}" if item.reply_to else ""

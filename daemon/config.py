@@ -21,6 +21,9 @@ from parsers.archive import ArchiveLimits
 from rules.evaluate import Limits
 from daemon.errors import ConfigError
 
+#: The checkout or installed tree that holds rules/ and outbox_templates/.
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
 ENV_CONFIG = "INTAKE_CONFIG"
 DEFAULT_CONFIG = Path("config.toml")
 
@@ -112,10 +115,20 @@ def load_settings(path: Path) -> Settings:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
-        raise ConfigError(f"找不到配置文件 {path}：请用 --config 指定，或设置环境变量 {ENV_CONFIG}。") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"配置文件 {path} 不是有效的 TOML：{err}") from err
+        raise ConfigError(f"找不到配置文件 {path}：请检查路径，或用 --config、环境变量 {ENV_CONFIG} 指定其他文件。") from err
+    except IsADirectoryError as err:
+        raise ConfigError(f"{path} 是文件夹，不是配置文件：请指定其中的 config.toml。") from err
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"配置文件 {path} 不是有效的 UTF-8 TOML 文件：{err}") from err
 
+    try:
+        return _settings(raw, path)
+    except (TypeError, ValueError, AttributeError) as err:
+        # A value of the wrong type (a number where a table or text belongs).
+        raise ConfigError(f"配置文件 {path} 中有取值类型不对的项（{err}）：请对照 config.toml 的注释检查各项的写法。") from err
+
+
+def _settings(raw: dict[str, Any], path: Path) -> Settings:
     base = path.resolve().parent
     mailbox = _mailbox(raw.get("mailbox", {}), base)
     smtp = _smtp(raw.get("smtp", {}), mailbox, base)
@@ -137,9 +150,9 @@ def load_settings(path: Path) -> Settings:
         smtp=smtp,
         outbox_transport=transport,
         outbox_dir=_path(base, outbox.get("dir", "data/outbox")),
-        templates_dir=_path(base, outbox.get("templates", "outbox_templates")),
+        templates_dir=_shipped_path(base, outbox.get("templates", "outbox_templates")),
         store_url=_store_url(raw.get("store", {}).get("url", "sqlite:///data/intake.db"), base),
-        campaign_rules=_path(base, raw.get("campaign", {}).get("rules", "rules/notice_2020_858.toml")),
+        campaign_rules=_shipped_path(base, raw.get("campaign", {}).get("rules", "rules/notice_2020_858.toml")),
         poll_seconds=_positive_int(schedule, "poll_seconds", 60, "schedule"),
         digest_at=_clock(schedule.get("digest_at", "08:30")),
         digest_to=tuple(str(a) for a in digest_to),
@@ -244,6 +257,17 @@ def _path(base: Path, value: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
+def _shipped_path(base: Path, value: str) -> Path:
+    """Resolve a path to a file intake ships: beside the config file, else in intake's own tree.
+
+    A copy of config.toml in another folder thus still finds the rules and templates.
+    """
+    path = _path(base, value)
+    if path.exists() or Path(value).is_absolute():
+        return path
+    return PACKAGE_ROOT / value
+
+
 def _store_url(url: str, base: Path) -> str:
     """Anchor a relative SQLite path at the configuration folder."""
     match = re.match(r"^(sqlite(?:\+\w+)?):///(?!/)(.+)$", url)
@@ -256,6 +280,8 @@ def _positive_int(raw: dict[str, Any], key: str, default: int, section: str) -> 
     value = raw.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ConfigError(f"[{section}] {key} = {value!r} 无效：应为正整数。")
+    if key == "port" and value > 65535:
+        raise ConfigError(f"[{section}] port = {value} 无效：端口应在 1 到 65535 之间。")
     return value
 
 

@@ -45,7 +45,7 @@ def digest_context(service: Service, *, now: datetime | None = None) -> dict[str
             if form.from_submitters:
                 present = {entry.submission.submitter for entry in entries}
                 missing = [s.name for s in campaign.submitters if s.name not in present]
-            forms.append({"name": form.display_name, "is_report": form.kind == "report", "deadline": f"{form.deadline:%Y年%m月%d日}",
+            forms.append({"name": form.display_name, "is_report": form.kind == "report", "deadline": f"{form.deadline.year}年{form.deadline.month}月{form.deadline.day}日",
                           "overdue": now >= campaign.deadline_end(form), "senders": senders,
                           "late": [s for s in senders if s["late"]], "missing": missing})
 

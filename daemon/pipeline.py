@@ -116,14 +116,18 @@ def archive_one(session: Session, mailbox: str, fetched: Fetched) -> StoredMessa
 
 
 def process_pending(database: Database, settings: Settings, campaign: Campaign,
-                    renderer: ReplyRenderer) -> list[Processed]:
-    """Process every archived message not yet processed, each in its own transaction."""
+                    renderer: ReplyRenderer) -> tuple[list[Processed], list[str]]:
+    """Process every archived message not yet processed, each in its own transaction.
+
+    Returns the results and the Message-IDs whose processing failed.
+    """
     with database.session() as session:
         pending = list(session.execute(
             select(StoredMessage.id).where(StoredMessage.status == "new").order_by(StoredMessage.id)
         ).scalars())
 
     results = []
+    failed = []
     for pk in pending:
         try:
             with database.session() as session:
@@ -134,7 +138,8 @@ def process_pending(database: Database, settings: Settings, campaign: Campaign,
             with database.session() as session:
                 session.execute(update(StoredMessage).where(StoredMessage.id == pk)
                                 .values(status="failed", error=f"{type(err).__name__}: {err}"))
-    return results
+                failed.append(session.get(StoredMessage, pk).message_id)  # type: ignore[union-attr]
+    return results, failed
 
 
 def process_message(session: Session, pk: int, settings: Settings, campaign: Campaign,

@@ -19,6 +19,7 @@ from typing import Any
 import jinja2
 
 from daemon.config import SmtpSettings
+from daemon.errors import ConfigError
 from parsers.mime import ParsedMessage
 from rules.campaign import Campaign
 from rules.evaluate import ACCEPTED, PARTIAL, PASSED, RETURNED, Evaluation
@@ -80,6 +81,15 @@ class ReplyRenderer:
         return self._build("digest", context, subject=subject, recipient=", ".join(recipients),
                            headers={"Auto-Submitted": "auto-generated"})
 
+    def check_templates(self) -> None:
+        """Raise ConfigError unless every template intake sends from can be loaded."""
+        for name in ("reply.txt.j2", "reply.html.j2", "digest.txt.j2", "digest.html.j2"):
+            try:
+                self.environment.get_template(name)
+            except jinja2.TemplateError as err:
+                raise ConfigError(f"无法读取邮件模板 {name}（{err}）：请检查配置项 [outbox] templates，"
+                                  f"或删除该项以使用 intake 自带的模板。") from err
+
     def render_text(self, name: str, context: dict[str, Any]) -> str:
         return self.environment.get_template(f"{name}.txt.j2").render(**context)
 
@@ -124,7 +134,7 @@ def reply_context(message: ParsedMessage, evaluation: Evaluation, campaign: Camp
     return {
         "sender_name": message.from_name or message.from_address,
         "subject": message.subject,
-        "received": f"{local:%Y年%m月%d日 %H:%M}",
+        "received": f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}",
         "decision": evaluation.decision,
         "decision_name": DECISION_NAMES.get(evaluation.decision, evaluation.decision),
         "late": evaluation.late,

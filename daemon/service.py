@@ -37,6 +37,8 @@ class CycleReport:
     processed: list[Processed] = field(default_factory=list)
     sent: int = 0
     send_failures: int = 0
+    #: Message-IDs whose processing failed in this cycle.
+    failed: list[str] = field(default_factory=list)
 
 
 class Service:
@@ -48,6 +50,7 @@ class Service:
         self.database = Database(settings.store_url)
         self.database.create_schema()
         self.renderer = ReplyRenderer(settings.templates_dir, settings.smtp)
+        self.renderer.check_templates()
 
     def source(self) -> Source:
         mailbox = self.settings.mailbox
@@ -60,7 +63,7 @@ class Service:
         """Archive, process and send once."""
         report = CycleReport()
         report.archived = archive_new(self.database, self.source())
-        report.processed = process_pending(self.database, self.settings, self.campaign, self.renderer)
+        report.processed, report.failed = process_pending(self.database, self.settings, self.campaign, self.renderer)
         report.sent, report.send_failures = send_queued(self.database, self.settings)
         log.info("cycle done archived=%d processed=%d sent=%d send_failures=%d", report.archived,
                  len(report.processed), report.sent, report.send_failures)

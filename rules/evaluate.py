@@ -42,7 +42,6 @@ SKIPPED = "skipped"
 _UNSUPPORTED_NAMES = {
     FileKind.DOC: ".doc（旧版 Word）",
     FileKind.RAR: "rar",
-    FileKind.PDF: "PDF",
     FileKind.OLE: "旧版 Office",
 }
 
@@ -144,7 +143,8 @@ def _file_outcomes(name: str, data: bytes, campaign: Campaign, limits: Limits, *
     if kind in _UNSUPPORTED_NAMES:
         return [_returned(name, kind, Finding(code="unsupported-format", file=name,
                                               params={"format": _UNSUPPORTED_NAMES[kind]}))]
-    # Images, text notes and unknown bytes are not forms and need no answer.
+    # Images, PDF scans, text notes and unknown bytes are not forms; the reply lists
+    # them as not processed, and a message with nothing else is rejected as no-form.
     return [FileOutcome(name=name, kind=kind, status=SKIPPED)]
 
 
@@ -209,7 +209,9 @@ def _decide(evaluation: Evaluation, message: ParsedMessage, campaign: Campaign, 
         names = "、".join(f"“{name}”" for name in link.names) or "文件"
         evaluation.findings.append(Finding(code="download-link", params={"names": names, "url": link.url}))
 
-    if passed and returned:
+    # Attachments past the limit were not read, so the message cannot be fully accepted.
+    truncated = any(f.code == "too-many-attachments" for f in evaluation.findings)
+    if passed and (returned or truncated):
         evaluation.decision = PARTIAL
     elif passed:
         evaluation.decision = ACCEPTED
@@ -225,6 +227,6 @@ def _decide(evaluation: Evaluation, message: ParsedMessage, campaign: Campaign, 
     for form in late_forms.values():
         evaluation.findings.append(Finding(code="late", severity=INFO, params={
             "form": form.display_name,
-            "deadline": f"{form.deadline:%Y年%m月%d日} 24:00",
-            "received": f"{local:%Y年%m月%d日 %H:%M}",
+            "deadline": f"{form.deadline.year}年{form.deadline.month}月{form.deadline.day}日 24:00",
+            "received": f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}",
         }))

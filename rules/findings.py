@@ -17,12 +17,12 @@ INFO = "info"
 # Templates use str.format fields; `where` is filled in by Finding.message().
 MESSAGES: dict[str, str] = {
     # Cells of a table form.
-    "missing-cell": "{where}「{column}」为空，请填写。",
-    "invalid-year": "{where}「{column}」填写为“{value}”，应为 2018 或 2019。",
-    "invalid-pattern": "{where}「{column}」填写为“{value}”，格式应为{hint}。",
-    "invalid-choice": "{where}「{column}」填写为“{value}”，只能填写以下之一：{choices}。",
-    "invalid-number": "{where}「{column}」填写为“{value}”，应填写数字（单位：万元），例如 28 或 10.5。",
-    "amount-exceeds": "{where}「{column}」为 {value}，大于「{other_column}」{other_value}，"
+    "missing-cell": "{where}“{column}”为空，请填写。",
+    "invalid-year": "{where}“{column}”填写为“{value}”，应为 2018 或 2019。",
+    "invalid-pattern": "{where}“{column}”填写为“{value}”，格式应为{hint}。",
+    "invalid-choice": "{where}“{column}”填写为“{value}”，只能填写以下之一：{choices}。",
+    "invalid-number": "{where}“{column}”填写为“{value}”，应填写数字（单位：万元），例如 28 或 10.5。",
+    "amount-exceeds": "{where}“{column}”为 {value} 万元，大于“{other_column}”{other_value} 万元，"
                       "{column}不能超过{other_column}，请核对后更正。",
     "no-data-rows": "表中没有填写任何数据行（模板的示例行不计入），请在示例行下方逐行填写后重新发送。",
     # Sections of a report.
@@ -50,12 +50,13 @@ MESSAGES: dict[str, str] = {
     "too-many-rows": "工作表“{sheet}”超过 {limit} 行，超出处理上限。请只保留需要填报的内容后重新发送。",
     # The message as a whole.
     "no-attachment": "邮件中没有附件。请将填写好的表格（.xlsx）或报告（.docx，多份报告请打包为 .zip）作为附件发送。",
-    "no-form": "邮件附件中没有本次通知要求的表格或报告。请使用通知所附模板填写后，作为附件发送。",
+    "no-form": "邮件附件中没有本次通知要求的表格或报告。请使用通知所附模板填写，"
+               "把可编辑的 Excel（.xlsx）或 Word（.docx）文件作为附件发送；PDF 或图片扫描件不能代替。",
     "download-link": "邮件正文中的{names}是网页邮箱的“超大附件”下载链接，系统无法下载，链接也会过期。"
                      "请把文件直接作为附件添加到邮件中发送；文件过大时可压缩为 zip 后再作为附件发送。",
     "too-many-attachments": "邮件附件有 {count} 个，超过 {limit} 个的上限，只处理了前 {limit} 个。请分开发送。",
     "message-too-large": "邮件大小 {size_mb} MB，超过 {limit_mb} MB 的上限，未处理。请压缩附件或分开发送。",
-    "late": "{form}的报送截止时间为 {deadline}，本邮件收到时间为 {received}，已逾期。材料照常登记。",
+    "late": "{form}的报送截止时间为 {deadline}，我们收到您邮件的时间为 {received}，已逾期。材料照常登记。",
 }
 
 

@@ -70,7 +70,7 @@ def read_table(sheets: list[Sheet], campaign: Campaign, *, file: str) -> TableRe
                          header_row=layout.sheet.rows[layout.header_index].number)
     for sheet_row in layout.sheet.rows[layout.header_index + 1:]:
         cells = {key: _cell(sheet_row, index) for key, index in layout.positions.items()}
-        if not _is_data_row(cells, campaign):
+        if not _is_data_row(cells, campaign, first_key=min(layout.positions, key=layout.positions.__getitem__)):
             continue
         row, findings = _check_row(sheet_row.number, cells, layout, file)
         result.rows.append(row)
@@ -116,18 +116,15 @@ def _cell(row: SheetRow, index: int) -> Any:
     return value
 
 
-def _is_data_row(cells: dict[str, Any], campaign: Campaign) -> bool:
+def _is_data_row(cells: dict[str, Any], campaign: Campaign, *, first_key: str) -> bool:
     """Tell data rows from the marker, example, empty numbered rows and footers."""
     filled = {key: value for key, value in cells.items() if value is not None}
     if not filled:
         return False
 
-    # Only the first column filled: an empty numbered row, "示例：" or a footer.
-    if set(filled) <= {"序号"}:
-        return False
-
-    first = str(next(iter(cells.values()), "") or "")
-    if "示例" in first and len(filled) == 1:
+    # Only the leftmost column filled: an empty numbered row, "示例：" or a footer
+    # (merged across the row, so its text sits in the first cell).
+    if set(filled) <= {"序号", first_key}:
         return False
 
     code = _normalise_text(cells.get("申请编号"))

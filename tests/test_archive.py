@@ -301,7 +301,7 @@ def test_expand_zip_size_at_limit_allowed() -> None:
 
 
 def test_expand_zip_actual_size_beyond_declared() -> None:
-    """A member declares 100 bytes but inflates to 2 MiB; it is never read past its declared size.
+    """A member declares 100 bytes but inflates to 2 MiB, and it is never read past its declared size.
 
     zipfile stops at the declared size and then fails the CRC check, so the member
     is reported unreadable or too large, and none of its bytes come back.

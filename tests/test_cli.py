@@ -38,7 +38,7 @@ def test_run_once_on_demo_prints_each_decision(tmp_path: Path) -> None:
     result = intake("--config", str(config), "run", "--once")
 
     assert result.returncode == 0, result.stderr
-    assert "本轮收取新邮件 7 封，处理 7 封，发送回复 6 封" in result.stdout
+    assert "本轮收取新邮件 7 封，处理 7 封，写入回复 6 封" in result.stdout
     assert "受理（逾期），附件1 2 行" in result.stdout
     assert "部分退回，附件3 3 行、附件2 1 份报告" in result.stdout
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 6
@@ -53,7 +53,7 @@ def test_digest_and_export_after_demo(tmp_path: Path) -> None:
 
     assert digest.returncode == 0, digest.stderr
     assert "报送情况每日汇总" in digest.stdout
-    assert "尚未报送 19 个" in digest.stdout
+    assert "尚未报送 19 家" in digest.stdout
     assert export.returncode == 0, export.stderr
     assert "附件1 5 条" in export.stdout
     workbook = load_workbook(tmp_path / "汇总.xlsx")
@@ -79,7 +79,7 @@ def test_reparse_with_reply_sends_again(tmp_path: Path) -> None:
     result = intake("--config", str(config), "reparse", "--reply", "<202009101012312718460@xinghe-sl.example.com>")
 
     assert result.returncode == 0, result.stderr
-    assert "已发送 1 封回复" in result.stdout
+    assert "已写入 1 封回复" in result.stdout
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 7
 
 

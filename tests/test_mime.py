@@ -86,7 +86,7 @@ def test_parse_message_headers_decoded() -> None:
 
 
 def test_parse_message_gb2312_charset_gbk_names() -> None:
-    """Display names are labelled gb2312 while holding GBK-only characters."""
+    """Display names are labelled gb2312 while containing GBK-only characters."""
     raw = _raw(["From: =?gb2312?B?" + base64.b64encode("朱镕基".encode("gbk")).decode() + "?= <zrj@example.cn>",
                 "Subject: =?gb2312?B?" + base64.b64encode("报送 黄昇 刘玥".encode("gbk")).decode() + "?=",
                 "Message-ID: <gb@example.cn>"], "body\r\n")
@@ -364,6 +364,7 @@ def test_parse_message_forward_depth_limit() -> None:
 
     assert [a.content_type for a in parsed.attachments] == ["message/rfc822"]
     assert parsed.attachments[0].filename == "佛山市附件3检查表.eml"
+    assert b"Message-ID: <inner@foshan.example.gov.cn>" in parsed.attachments[0].data
     assert parsed.inner_senders == []
 
 

@@ -66,7 +66,7 @@ def test_cycle_accepts_form_and_writes_reply(tmp_path: Path, store_url: str) -> 
     assert reply["In-Reply-To"] == "<a1@xinghe-sl.example.com>"
     assert reply["Auto-Submitted"] == "auto-replied"
     assert reply["To"] == "zhouwt@xinghe-sl.example.com"
-    assert "登记数据 2 行" in reply.get_body(("plain",)).get_content()
+    assert "登记 2 行数据" in reply.get_body(("plain",)).get_content()
     service.close()
 
 
@@ -210,8 +210,8 @@ def test_digest_lists_senders_late_missing_and_returned(tmp_path: Path, store_ur
     assert "周文涛" in text
     assert "（逾期）" in text
     assert "佛山市工业和信息化局 <gxj@foshan.example.org>" in text
-    assert "尚未报送 20 个" in text
+    assert "尚未报送 20 家" in text
     assert "广州市工业和信息化局" in text
     assert "许嘉欣" in text
-    assert "「申领年份」填写为“2017”" in text
+    assert "“申领年份”填写为“2017”" in text
     service.close()

@@ -25,7 +25,7 @@ def campaign() -> Campaign:
 
 
 def _document(paragraphs: list[str | tuple[str, str]]) -> bytes:
-    """Return a docx with one paragraph per entry; a (text, style) pair sets the style."""
+    """Return a docx with one paragraph per entry. A (text, style) pair sets the style."""
     document = docx.Document()
     for entry in paragraphs:
         text, style = (entry, None) if isinstance(entry, str) else entry

@@ -30,7 +30,7 @@ def _q_word(text: str, charset: str) -> str:
 
 
 def _raw_header_message(header: str, value: str, encoding: str) -> email.message.Message:
-    """Parse a message whose `header` holds `value` as raw 8-bit bytes, as some clients send it."""
+    """Parse a message whose `header` contains `value` as raw 8-bit bytes, as some clients send it."""
     raw = f"{header}: {value}\r\nFrom: sender@example.cn\r\n\r\nbody\r\n".encode(encoding)
     return email.message_from_bytes(raw)
 
@@ -67,7 +67,7 @@ def test_superset_charset_keeps_known_label() -> None:
 # --- decode_bytes with a label ----------------------------------------------
 
 
-def test_decode_bytes_gb2312_label_holds_gbk_characters() -> None:
+def test_decode_bytes_gb2312_label_gbk_characters() -> None:
     for character in GBK_ONLY_CHARACTERS:
         with pytest.raises(UnicodeEncodeError):
             character.encode("gb2312")
@@ -82,7 +82,7 @@ def test_decode_bytes_gb2312_label_each_name_character(character: str) -> None:
     assert decode_bytes(text.encode("gbk"), "gb2312") == text
 
 
-def test_decode_bytes_gb2312_label_holds_gb18030_four_byte() -> None:
+def test_decode_bytes_gb2312_label_four_byte_character() -> None:
     text = "联系人：吉𠮷"
     data = text.encode("gb18030")
 
@@ -90,7 +90,7 @@ def test_decode_bytes_gb2312_label_holds_gb18030_four_byte() -> None:
     assert decode_bytes(data, "gb2312") == text
 
 
-def test_decode_bytes_gbk_label_holds_gb18030() -> None:
+def test_decode_bytes_gbk_label_gb18030_text() -> None:
     text = "佛山市𠮷祥五金"
 
     assert decode_bytes(text.encode("gb18030"), "GBK") == text
@@ -100,7 +100,7 @@ def test_decode_bytes_utf8_label() -> None:
     assert decode_bytes(GBK_ONLY_NAMES.encode("utf-8"), "utf-8") == GBK_ONLY_NAMES
 
 
-def test_decode_bytes_wrong_utf8_label_falls_back_to_gbk() -> None:
+def test_decode_bytes_false_utf8_label() -> None:
     """A body labelled UTF-8 that is really GBK still decodes, because UTF-8 fails on it."""
     text = "附件是我单位报送材料，请查收。张喆"
 
@@ -167,7 +167,7 @@ def test_decode_header_text_unfolds_lines() -> None:
     assert decode_header_text("Form 1\r\n\tsubmission") == "Form 1 submission"
 
 
-def test_decode_header_text_b_word_gb2312_label_gbk_bytes() -> None:
+def test_decode_header_text_gb2312_word_gbk_bytes() -> None:
     word = _b_word("报送材料 张喆", "gb2312", encode_as="gbk")
 
     assert decode_header_text(word) == "报送材料 张喆"

@@ -52,14 +52,14 @@ def digest_context(service: Service, *, now: datetime | None = None) -> dict[str
         returned = []
         for submission in submissions:
             for record in submission.files:
-                if record.status != "returned":
+                if record.status != "returned" or _corrected_later(submission, record.form_id, submissions):
                     continue
                 problems = [p.message for p in submission.problems if p.file == record.name and p.severity == "error"]
                 returned.append({"who": _who(submission), "file": record.name,
                                  "received": _local(submission.received_at, zone),
                                  "problems": problems[:5], "more": max(0, len(problems) - 5)})
             if submission.decision and submission.decision.decision == "rejected" and not any(
-                    f.status == "returned" for f in submission.files):
+                    f.status == "returned" for f in submission.files) and not _corrected_later(submission, None, submissions):
                 notes = [p.message for p in submission.problems if not p.file]
                 returned.append({"who": _who(submission), "file": "（无可处理附件）",
                                  "received": _local(submission.received_at, zone), "problems": notes[:2], "more": 0})
@@ -96,6 +96,17 @@ def queue_digest(service: Service, *, now: datetime | None = None) -> OutboxItem
     with service.database.session() as session:
         session.add(item)
     return item
+
+
+def _corrected_later(submission: Any, form_id: str | None, submissions: list[Any]) -> bool:
+    """True when the same submitter later sent a passing file (of `form_id`, if given)."""
+    key = submitter_key(submission)
+    for later in submissions:
+        if later.received_at <= submission.received_at or submitter_key(later) != key:
+            continue
+        if any(f.status == "passed" and (form_id is None or f.form_id == form_id) for f in later.files):
+            return True
+    return False
 
 
 def _who(submission: Any) -> str:

@@ -215,3 +215,19 @@ def test_digest_lists_senders_late_missing_and_returned(tmp_path: Path, store_ur
     assert "许嘉欣" in text
     assert "“申领年份”填写为“2017”" in text
     service.close()
+
+
+def test_digest_drops_return_corrected_later(tmp_path: Path, store_url: str) -> None:
+    box = _maildir(tmp_path)
+    _deliver(box, _form1_mail("<wrong@xinghe-sl.example.com>", [builders.form1_row(2, 申领年份=2017)],
+                              received="Mon, 14 Sep 2020 10:00:00 +0800"))
+    _deliver(box, _form1_mail("<fixed@xinghe-sl.example.com>", [builders.form1_row(2)],
+                              received="Tue, 15 Sep 2020 10:00:00 +0800"))
+    service = _service(tmp_path, store_url)
+    service.cycle()
+
+    text = render_digest(service)
+
+    assert "已退回的材料（0）" in text
+    assert "周文涛" in text
+    service.close()

@@ -2,7 +2,7 @@
 
 Relative paths in the file are resolved against the file's own folder, so the
 demo configuration works from any working directory. Passwords never sit in
-the file: `password_env` names the environment variable that holds one.
+the file: `password_env` names the environment variable that contains it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from parsers.archive import ArchiveLimits
 from rules.evaluate import Limits
 from daemon.errors import ConfigError
 
-#: The checkout or installed tree that holds rules/ and outbox_templates/.
+#: The checkout or installed tree that contains rules/ and outbox_templates/.
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 ENV_CONFIG = "INTAKE_CONFIG"
@@ -32,7 +32,7 @@ SECURITY_MODES = ("tls", "starttls", "none")
 
 @dataclass(frozen=True)
 class MailboxSettings:
-    """Where submissions arrive: an IMAP folder or a Maildir."""
+    """The source of submissions: an IMAP folder or a Maildir."""
 
     kind: str
     address: str

@@ -63,6 +63,8 @@ def _read_xlsx(data: bytes, max_rows: int) -> list[Sheet]:
     sheets = []
     try:
         for worksheet in workbook.worksheets:
+            # NOTE: a formula saved without a cached value reads as an empty cell here, so it
+            # is reported as missing rather than as a file to save with values.
             # WPS writes a <dimension> of A1 whatever the sheet holds, and the
             # read-only reader trusts it; resetting makes it scan the real rows.
             worksheet.reset_dimensions()

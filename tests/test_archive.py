@@ -192,6 +192,13 @@ def test_expand_zip_directories_skipped() -> None:
     assert _names(data) == ["附件2/报告.docx"]
 
 
+def test_expand_zip_backslash_directory_skipped() -> None:
+    """Windows tools that write backslash paths write folder entries as "附件2\\" too."""
+    data = _plain_zip({"附件2\\": b"", "附件2\\报告.docx": b"x"})
+
+    assert _names(data) == ["附件2/报告.docx"]
+
+
 # --- junk entries -----------------------------------------------------------
 
 

@@ -225,6 +225,22 @@ def test_parse_message_rfc2231_continuations() -> None:
     assert [a.filename for a in parse_message(raw).attachments] == [name]
 
 
+_SHORT_NAME = "附件3：检查表（张喆）.xlsx"
+
+
+@pytest.mark.parametrize("disposition", [
+    f"attachment; filename*=gb18030'zh-cn'{quote(_SHORT_NAME.encode('gb18030'), safe='')}",
+    "attachment; filename==?utf-8?B?" + base64.b64encode(_SHORT_NAME.encode("utf-8")).decode("ascii") + "?=",
+    'attachment; filename="=?utf-8?Q?' + "".join(f"={b:02X}" for b in _SHORT_NAME.encode("utf-8")) + '?="',
+    'attachment; filename="=?GBK?B?' + base64.b64encode(_SHORT_NAME[:5].encode("gbk")).decode("ascii")
+    + "?= =?GBK?B?" + base64.b64encode(_SHORT_NAME[5:].encode("gbk")).decode("ascii") + '?="',
+], ids=["rfc2231-language", "rfc2047-unquoted", "rfc2047-q", "rfc2047-two-words"])
+def test_parse_message_filename_header_forms(disposition: str) -> None:
+    raw = _one_attachment_mail(["Content-Type: application/octet-stream", f"Content-Disposition: {disposition}"])
+
+    assert [a.filename for a in parse_message(raw).attachments] == [_SHORT_NAME]
+
+
 def test_parse_message_name_in_content_type_only() -> None:
     name = "附件1汇总表（王堃）.xlsx"
     word = "=?gb2312?B?" + base64.b64encode(name.encode("gbk")).decode("ascii") + "?="

@@ -128,6 +128,29 @@ def test_read_report_full_width_heading(campaign: Campaign) -> None:
     assert "四、工作计划" in result.sections
 
 
+def test_read_report_text_after_heading_colon(campaign: Campaign) -> None:
+    """The heading and its text share one paragraph: "三、存在问题：受疫情影响……"."""
+    paragraphs = _outline()
+    start = paragraphs.index("三、存在问题")
+    paragraphs[start:start + 2] = ["三、存在问题：受新冠肺炎疫情影响，部分设备到货延迟，项目进度滞后约一个月。"]
+    result = _report(_document(paragraphs), campaign)
+
+    assert _missing_sections(result) == []
+    assert "部分设备到货延迟" in result.sections.get("三、存在问题", "")
+    assert "部分设备到货延迟" not in result.sections["二、项目建设情况"]
+
+
+def test_read_report_short_answer_after_heading_colon(campaign: Campaign) -> None:
+    """A short statement on the heading line ("三、存在问题：暂无。") fills the section."""
+    paragraphs = _outline()
+    start = paragraphs.index("三、存在问题")
+    paragraphs[start:start + 2] = ["三、存在问题：暂无。"]
+    result = _report(_document(paragraphs), campaign)
+
+    assert result.findings == []
+    assert "暂无" in result.sections["三、存在问题"]
+
+
 def test_read_report_sections_in_table(campaign: Campaign) -> None:
     """Some templates put the whole outline inside a one-cell table."""
     document = docx.Document()

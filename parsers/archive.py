@@ -75,7 +75,8 @@ def expand_zip(data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> Expansio
     result = Expansion()
     total = 0
     with archive:
-        entries = [info for info in archive.infolist() if not info.is_dir()]
+        # Old Windows tools write folder entries with a trailing backslash.
+        entries = [info for info in archive.infolist() if not info.is_dir() and not member_name(info).endswith("/")]
         if len(entries) > limits.max_members:
             raise FileProblem("too-many-members", count=len(entries), limit=limits.max_members)
 

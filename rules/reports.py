@@ -54,10 +54,12 @@ def read_report(paragraphs: list[Paragraph], campaign: Campaign, *, file: str) -
 def _read(form: Form, paragraphs: list[Paragraph], file: str) -> ReportResult | None:
     bases = [_base(section) for section in form.sections]
     starts: dict[int, int] = {}
+    inline: dict[int, str] = {}
     for index, paragraph in enumerate(paragraphs):
-        position = _heading_position(paragraph.text, bases)
-        if position is not None and position not in starts:
-            starts[position] = index
+        heading = _split_heading(paragraph.text, bases)
+        if heading is not None and heading[0] not in starts:
+            starts[heading[0]] = index
+            inline[heading[0]] = heading[1]
     if len(starts) < MIN_HEADINGS:
         return None
 
@@ -68,7 +70,9 @@ def _read(form: Form, paragraphs: list[Paragraph], file: str) -> ReportResult | 
     ordered = sorted(starts.items(), key=lambda item: item[1])
     for rank, (position, index) in enumerate(ordered):
         end = ordered[rank + 1][1] if rank + 1 < len(ordered) else len(paragraphs)
-        result.sections[form.sections[position]] = "\n".join(p.text for p in paragraphs[index + 1:end])
+        texts = [inline[position]] if inline[position] else []
+        texts += [p.text for p in paragraphs[index + 1:end]]
+        result.sections[form.sections[position]] = "\n".join(texts)
 
     for section in form.sections:
         text = result.sections.get(section)
@@ -86,11 +90,18 @@ def _base(heading: str) -> str:
     return _PREFIX.sub("", unicodedata.normalize("NFKC", heading)).strip()
 
 
-def _heading_position(text: str, bases: list[str]) -> int | None:
-    stripped = _base(text).rstrip("：:")
+def _split_heading(text: str, bases: list[str]) -> tuple[int, str] | None:
+    """Return the section a heading paragraph opens and any text after its colon."""
+    stripped = _base(text)
     for position, base in enumerate(bases):
-        if stripped.startswith(base) and len(stripped) <= len(base) + HEADING_SLACK:
-            return position
+        if not stripped.startswith(base):
+            continue
+        rest = stripped[len(base):]
+        # "三、存在问题：暂无。" is a heading with its answer on the same line.
+        if rest[:1] in ("：", ":"):
+            return position, rest[1:].strip()
+        if len(rest) <= HEADING_SLACK:
+            return position, ""
     return None
 
 

@@ -76,15 +76,15 @@ def reparse(ctx: click.Context, message_id: str, reply: bool) -> None:
 
     service = _service(ctx)
     try:
-        wanted = message_id.strip()
-        candidates = {wanted, f"<{wanted.strip('<>')}>"}
+        requested = message_id.strip()
+        candidates = {requested, f"<{requested.strip('<>')}>"}
         with service.database.session() as session:
             stored = session.execute(
                 select(StoredMessage).where(StoredMessage.message_id.in_(candidates),
                                             StoredMessage.raw.is_not(None)).order_by(StoredMessage.id)
             ).scalars().first()
             if stored is None:
-                raise StoreError(f"存储中没有 Message-ID 为 {wanted} 的邮件：请检查拼写（可带或不带尖括号）。")
+                raise StoreError(f"存储中没有 Message-ID 为 {requested} 的邮件：请检查拼写（可带或不带尖括号）。")
             result = process_message(session, stored.id, service.settings, service.campaign, service.renderer,
                                      reply=reply)
         click.echo(f"已重新处理 {result.message_id}：{DECISION_LABELS.get(result.decision, result.decision)}"

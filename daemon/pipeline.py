@@ -81,16 +81,16 @@ def archive_one(session: Session, mailbox: str, fetched: Fetched) -> StoredMessa
     """
     digest = hashlib.sha256(fetched.raw).hexdigest()
     message_id = _header_message_id(fetched.raw)
-    earlier = session.execute(
-        select(StoredMessage).where(StoredMessage.sha256 == digest, StoredMessage.message_id == message_id,
-                                    StoredMessage.duplicate_of.is_(None)).limit(1)
-    ).scalar_one_or_none()
-
     existing = session.execute(
         select(StoredMessage).where(StoredMessage.mailbox == mailbox, StoredMessage.source_key == fetched.source_key)
     ).scalar_one_or_none()
     if existing is not None:
         return existing
+
+    earlier = session.execute(
+        select(StoredMessage).where(StoredMessage.sha256 == digest, StoredMessage.message_id == message_id,
+                                    StoredMessage.duplicate_of.is_(None)).limit(1)
+    ).scalar_one_or_none()
 
     stored = StoredMessage(
         mailbox=mailbox, source_key=fetched.source_key, uidvalidity=fetched.uidvalidity, uid=fetched.uid,

@@ -115,7 +115,7 @@ class ReplyRenderer:
 
 def reply_context(message: ParsedMessage, evaluation: Evaluation, campaign: Campaign, *,
                   received: datetime) -> dict[str, Any]:
-    """The values the reply templates read."""
+    """Build the values the reply templates read."""
     local = received.astimezone(campaign.timezone)
     files = []
     for outcome in evaluation.files:

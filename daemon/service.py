@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CycleReport:
-    """What one cycle did."""
+    """The counts and failures of one cycle."""
 
     archived: int = 0
     processed: list[Processed] = field(default_factory=list)

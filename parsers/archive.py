@@ -1,8 +1,8 @@
 """Safe expansion of zip archives into memory, member by member.
 
-Nothing is written to disk, so a member path cannot escape a folder; a path that
-would (absolute, or with ".." parts) is still refused, because a submitter who
-sends one has sent something other than the reports asked for. Every member is
+Nothing is written to disk, so a member path cannot escape a folder. A path that
+would (absolute, or with ".." parts) is still rejected, because a submitter who
+sends one has sent something other than the requested reports. Every member is
 read through a byte counter, so a zip bomb costs at most `max_member_bytes` of
 memory however large its headers say it is.
 """
@@ -123,18 +123,9 @@ def _is_junk(name: str) -> bool:
 
 
 def _check_member(info: zipfile.ZipInfo, name: str, limits: ArchiveLimits, total: int) -> FileProblem | None:
-    parts = name.split("/")
-    if name.startswith("/") or ".." in parts or (parts and parts[0].endswith(":")):
-        return FileProblem("unsafe-path", member=name)
     if info.flag_bits & _ENCRYPTED_FLAG:
         return FileProblem("encrypted-archive", member=name)
-    if info.file_size > limits.max_member_bytes:
-        return FileProblem("member-too-large", member=name, size=info.file_size, limit=limits.max_member_bytes)
-    if total + info.file_size > limits.max_total_bytes:
-        return FileProblem("archive-too-large", member=name, limit=limits.max_total_bytes)
-    if info.compress_size and info.file_size / info.compress_size > limits.max_ratio:
-        return FileProblem("suspicious-ratio", member=name, ratio=round(info.file_size / info.compress_size))
-    return None
+    return _check_declared(name, info.file_size, info.compress_size, limits, total)
 
 
 def _read_bounded(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
@@ -160,9 +151,9 @@ def _read_bounded(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -
 def expand_7z(data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> Expansion:
     """Read every member of the 7z archive in `data` within `limits`.
 
-    Declared sizes are checked first; then each member is decompressed into a
-    writer that stops the whole extraction once it passes `max_member_bytes`,
-    because 7z headers can lie as zip headers can.
+    Declared sizes are checked first. Each member is then decompressed into a
+    writer that stops the whole extraction past `max_member_bytes`, because 7z
+    headers can lie as zip headers can.
     """
     try:
         archive = py7zr.SevenZipFile(io.BytesIO(data))
@@ -179,7 +170,7 @@ def expand_7z(data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> Expansion
         if len(entries) > limits.max_members:
             raise FileProblem("too-many-members", count=len(entries), limit=limits.max_members)
 
-        wanted: list[str] = []
+        selected: list[str] = []
         total = 0
         for info in entries:
             name = info.filename.replace("\\", "/")
@@ -190,20 +181,20 @@ def expand_7z(data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> Expansion
                 result.problems.append((name, problem))
                 continue
             total += info.uncompressed
-            wanted.append(info.filename)
+            selected.append(info.filename)
 
-        if not wanted:
+        if not selected:
             return result
         factory = _CappedFactory(limits.max_member_bytes)
         try:
-            archive.extract(targets=wanted, factory=factory)
+            archive.extract(targets=selected, factory=factory)
         except _Overflow as err:
             raise FileProblem("member-too-large", member=err.member, size=None, limit=limits.max_member_bytes) from err
         except (py7zr.exceptions.ArchiveError, py7zr.exceptions.CrcError, EOFError, OSError, ValueError,
                 NotImplementedError) as err:
             raise FileProblem("unreadable-archive", reason=f"{type(err).__name__}: {err}") from err
 
-    for filename in wanted:
+    for filename in selected:
         product = factory.products.get(filename)
         if product is not None:
             result.members.append(Member(name=filename.replace("\\", "/"), data=product.getvalue()))

@@ -18,7 +18,7 @@ from datetime import datetime
 
 import mailparser
 
-from parsers.text import decode_bytes, decode_header_text
+from parsers.text import decode_bytes, decode_header_text, has_surrogates
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +184,10 @@ def _param(part: email.message.Message, name: str, header: str) -> object:
     """Return a header parameter, recovering raw 8-bit bytes that get_param would replace.
 
     Some clients write a GBK or UTF-8 file name into the header with no encoding
-    at all; compat32 keeps those bytes only in the raw header value.
+    at all, and compat32 keeps those bytes only in the raw header value.
     """
     for key, value in part.raw_items():
-        if key.lower() == header and isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value):
+        if key.lower() == header and isinstance(value, str) and has_surrogates(value):
             repaired = email.message.Message()
             repaired[header] = decode_header_text(value)
             return repaired.get_param(name, header=header)

@@ -10,7 +10,7 @@ import olefile
 
 
 class FileKind(str, Enum):
-    """What a file is, judged from its first bytes and container layout."""
+    """The type of a file, judged from its first bytes and container layout."""
 
     XLSX = "xlsx"
     DOCX = "docx"

@@ -47,7 +47,7 @@ def read_workbook(data: bytes, kind: FileKind, *, max_rows: int = DEFAULT_MAX_RO
     """Return the sheets of the workbook in `data` (an XLSX or XLS by `kind`).
 
     Raises FileProblem("unreadable-file") when the file is broken and
-    FileProblem("too-many-rows") when a sheet holds more than `max_rows` rows.
+    FileProblem("too-many-rows") when a sheet contains more than `max_rows` rows.
     """
     if kind == FileKind.XLS:
         return _read_xls(data, max_rows)

@@ -86,7 +86,7 @@ def decode_header_text(value: str | bytes | email.header.Header | None) -> str:
         value = _header_bytes(value)
 
     text = str(value)
-    if _has_surrogates(text):
+    if has_surrogates(text):
         text = decode_bytes(text.encode("utf-8", errors="surrogateescape"))
 
     if not _ENCODED_WORD.search(text):
@@ -115,7 +115,7 @@ def _header_bytes(header: email.header.Header) -> str:
     return decode_bytes(raw)
 
 
-def _has_surrogates(text: str) -> bool:
+def has_surrogates(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 

@@ -58,7 +58,7 @@ class Limits:
 
 @dataclass
 class FileOutcome:
-    """What became of one file: its form, its status and the findings about it."""
+    """The outcome for one file: its form, its status and the findings about it."""
 
     name: str
     kind: FileKind

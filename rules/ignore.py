@@ -1,7 +1,7 @@
 """Decide which messages get no reply at all: auto-replies, bounces, lists, our own mail.
 
-RFC 3834 section 2 says an automatic responder must not answer such messages;
-answering them starts mail loops between robots.
+RFC 3834 section 2 forbids automatic responses to such messages, because
+responding to them starts mail loops between robots.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def _split_heading(text: str, bases: list[str]) -> tuple[int, str] | None:
         if not stripped.startswith(base):
             continue
         rest = stripped[len(base):]
-        # "三、存在问题：暂无。" is a heading with its answer on the same line.
+        # "三、存在问题：暂无。" is a heading followed by its text on the same line.
         if rest[:1] in ("：", ":"):
             return position, rest[1:].strip()
         if len(rest) <= HEADING_SLACK:

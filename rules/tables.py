@@ -61,7 +61,7 @@ class _Layout:
 
 
 def read_table(sheets: list[Sheet], campaign: Campaign, *, file: str) -> TableResult | None:
-    """Find a table form in `sheets` and check it; None when no sheet holds one."""
+    """Find a table form in `sheets` and check it; None when no sheet contains one."""
     layout = _find_layout(sheets, campaign)
     if layout is None:
         return None

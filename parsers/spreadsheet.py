@@ -11,6 +11,7 @@ import io
 import logging
 import zipfile
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import openpyxl
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_ROWS = 5000
 #: Columns past this are ignored; the widest form has 13.
 MAX_COLUMNS = 64
+#: Bytes of one sheet part scanned for formulas; a bomb-sized part stops here.
+FORMULA_SCAN_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class SheetRow:
 
     number: int
     values: tuple[Any, ...]
+    #: Column indices (0-based) of formulas saved without a cached result.
+    uncached_formulas: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -60,21 +65,21 @@ def _read_xlsx(data: bytes, max_rows: int) -> list[Sheet]:
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError, IndexError) as err:
         raise FileProblem("unreadable-file", reason=str(err)) from err
 
+    formulas = _formula_workbook(data)
     sheets = []
     try:
-        for worksheet in workbook.worksheets:
-            # NOTE: a formula saved without a cached value reads as an empty cell here, so it
-            # is reported as missing rather than as a file to save with values.
-            # WPS writes a <dimension> of A1 whatever the sheet holds, and the
-            # read-only reader trusts it; resetting makes it scan the real rows.
-            worksheet.reset_dimensions()
+        for index, worksheet in enumerate(workbook.worksheets):
+            formula_rows = _rows(formulas.worksheets[index]) if formulas is not None else None
             rows = []
-            for number, values in enumerate(worksheet.iter_rows(values_only=True, max_col=MAX_COLUMNS), start=1):
+            for number, values in enumerate(_rows(worksheet), start=1):
                 if number > max_rows:
                     raise FileProblem("too-many-rows", sheet=worksheet.title, limit=max_rows)
+                written = next(formula_rows, ()) if formula_rows is not None else ()
                 trimmed = _trim(values)
-                if trimmed:
-                    rows.append(SheetRow(number=number, values=trimmed))
+                uncached = frozenset(i for i, cell in enumerate(written)
+                                     if _is_formula(cell) and (i >= len(values) or values[i] is None))
+                if trimmed or uncached:
+                    rows.append(SheetRow(number=number, values=trimmed, uncached_formulas=uncached))
             sheets.append(Sheet(name=worksheet.title, rows=tuple(rows)))
     except FileProblem:
         raise
@@ -82,7 +87,51 @@ def _read_xlsx(data: bytes, max_rows: int) -> list[Sheet]:
         raise FileProblem("unreadable-file", reason=f"{type(err).__name__}: {err}") from err
     finally:
         workbook.close()
+        if formulas is not None:
+            formulas.close()
     return sheets
+
+
+def _rows(worksheet: Any) -> Iterator[tuple[Any, ...]]:
+    # WPS writes a <dimension> of A1 whatever the sheet contains, and the
+    # read-only reader trusts it; resetting makes it scan the real rows.
+    worksheet.reset_dimensions()
+    return worksheet.iter_rows(values_only=True, max_col=MAX_COLUMNS)
+
+
+def _formula_workbook(data: bytes) -> Any:
+    """Open the workbook a second time for its formulas, when any sheet has one.
+
+    The value pass shows a formula saved without its result (as openpyxl and
+    some converters save them) as an empty cell; the formula pass tells the two apart.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            sheets = [name for name in archive.namelist() if name.startswith("xl/worksheets/")]
+            if not any(_contains_formula(archive, name) for name in sheets):
+                return None
+        return openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False, keep_links=False)
+    except Exception as err:  # the value pass reports a broken file; this pass is only a hint
+        log.debug("formula pass skipped: %s", err)
+        return None
+
+
+def _contains_formula(archive: zipfile.ZipFile, name: str) -> bool:
+    """Stream one sheet part looking for an <f> element, reading at most FORMULA_SCAN_BYTES."""
+    tail = b""
+    read = 0
+    with archive.open(name) as stream:
+        while read < FORMULA_SCAN_BYTES and (chunk := stream.read(64 * 1024)):
+            read += len(chunk)
+            window = tail + chunk
+            if b"<f>" in window or b"<f " in window:
+                return True
+            tail = window[-3:]
+    return False
+
+
+def _is_formula(cell: Any) -> bool:
+    return (isinstance(cell, str) and cell.startswith("=")) or type(cell).__name__ in ("ArrayFormula", "DataTableFormula")
 
 
 def _read_xls(data: bytes, max_rows: int) -> list[Sheet]:

@@ -24,6 +24,8 @@ MESSAGES: dict[str, str] = {
     "invalid-number": "{where}“{column}”填写为“{value}”，应填写数字（单位：万元），例如 28 或 10.5。",
     "amount-exceeds": "{where}“{column}”为 {value} 万元，大于“{other_column}”{other_value} 万元，"
                       "{column}不能超过{other_column}，请核对后更正。",
+    "formula-without-value": "{where}“{column}”是公式，但文件中没有保存计算结果，无法读取数值。"
+                             "请在 Excel 或 WPS 中打开文件，确认公式已计算后重新保存（或复制后“选择性粘贴为数值”）再发送。",
     "no-data-rows": "表中没有填写任何数据行（模板的示例行不计入），请在示例行下方逐行填写后重新发送。",
     # Sections of a report.
     "missing-section": "报告缺少“{section}”部分，请按提纲补齐四个部分后重新发送。",

@@ -58,6 +58,8 @@ class _Layout:
     header_index: int
     #: Column index (0-based) for each column key.
     positions: dict[str, int]
+    #: Rows the header spans (1 or 2); data starts below the last.
+    header_rows: int = 1
 
 
 def read_table(sheets: list[Sheet], campaign: Campaign, *, file: str) -> TableResult | None:
@@ -66,13 +68,14 @@ def read_table(sheets: list[Sheet], campaign: Campaign, *, file: str) -> TableRe
     if layout is None:
         return None
 
-    result = TableResult(form=layout.form, sheet=layout.sheet.name,
-                         header_row=layout.sheet.rows[layout.header_index].number)
-    for sheet_row in layout.sheet.rows[layout.header_index + 1:]:
+    last_header = layout.header_index + layout.header_rows - 1
+    result = TableResult(form=layout.form, sheet=layout.sheet.name, header_row=layout.sheet.rows[last_header].number)
+    for sheet_row in layout.sheet.rows[last_header + 1:]:
         cells = {key: _cell(sheet_row, index) for key, index in layout.positions.items()}
-        if not _is_data_row(cells, campaign, first_key=min(layout.positions, key=layout.positions.__getitem__)):
+        uncached = {key for key, index in layout.positions.items() if index in sheet_row.uncached_formulas}
+        if not uncached and not _is_data_row(cells, campaign, first_key=min(layout.positions, key=layout.positions.__getitem__)):
             continue
-        row, findings = _check_row(sheet_row.number, cells, layout, file)
+        row, findings = _check_row(sheet_row.number, cells, layout, file, uncached=uncached)
         result.rows.append(row)
         result.findings.extend(findings)
 
@@ -82,28 +85,64 @@ def read_table(sheets: list[Sheet], campaign: Campaign, *, file: str) -> TableRe
 
 
 def _find_layout(sheets: list[Sheet], campaign: Campaign) -> _Layout | None:
-    best: tuple[float, int, _Layout] | None = None
+    best: tuple[float, int, int, _Layout] | None = None
     for sheet in sheets:
         for index, row in enumerate(sheet.rows[:HEADER_SEARCH_ROWS]):
-            keys = [header_key(str(v)) if v is not None else "" for v in row.values]
-            for form in campaign.forms:
-                if form.kind != "table":
-                    continue
-                positions = _match_columns(form, keys)
-                share = len(positions) / len(form.columns)
-                if share < MIN_HEADER_MATCH:
-                    continue
-                candidate = (share, len(form.columns), _Layout(form, sheet, index, positions))
-                if best is None or candidate[:2] > best[:2]:
-                    best = candidate
-    return best[2] if best else None
+            for header_rows, keys in _header_candidates(sheet, index):
+                for form in campaign.forms:
+                    if form.kind != "table":
+                        continue
+                    if header_rows == 2 and not _continues_header(sheet.rows[index + 1], form):
+                        continue
+                    positions = _match_columns(form, keys)
+                    share = len(positions) / len(form.columns)
+                    if share < MIN_HEADER_MATCH:
+                        continue
+                    # On a tie the two-row reading wins: its lower row is part of the header.
+                    candidate = (share, len(form.columns), header_rows, _Layout(form, sheet, index, positions, header_rows))
+                    if best is None or candidate[:3] > best[:3]:
+                        best = candidate
+    return best[3] if best else None
 
 
-def _match_columns(form: Form, keys: list[str]) -> dict[str, int]:
+def _continues_header(row: SheetRow, form: Form) -> bool:
+    """True when every cell of `row` is a column name of `form` or a piece of one."""
+    labels = [re.sub(r"\s+", "", unicodedata.normalize("NFKC", c.label)) for c in form.columns]
+    cells = [re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(v))) for v in row.values if v is not None]
+    return bool(cells) and all(isinstance(v, str) for v in row.values if v is not None) and all(
+        any(cell in label for label in labels) for cell in cells)
+
+
+def _header_candidates(sheet: Sheet, index: int) -> list[tuple[int, list[set[str]]]]:
+    """Return the header keys of each column, read from one row and from two rows.
+
+    A header may span two rows: a group label above ("金额（万元）" over 合同金额
+    and 服务券金额), or a name split over both rows. Each column then matches by
+    the upper cell, the lower cell or both joined.
+    """
+    row = sheet.rows[index]
+    single = [{_key(v)} for v in row.values]
+    candidates = [(1, single)]
+
+    if index + 1 < len(sheet.rows) and sheet.rows[index + 1].number == row.number + 1:
+        lower = sheet.rows[index + 1].values
+        width = max(len(row.values), len(lower))
+        upper = row.values + (None,) * (width - len(row.values))
+        below = lower + (None,) * (width - len(lower))
+        joined = [{_key(a), _key(b), _key(f"{a or ''}{b or ''}")} for a, b in zip(upper, below)]
+        candidates.append((2, joined))
+    return candidates
+
+
+def _key(value: Any) -> str:
+    return header_key(str(value)) if value is not None else ""
+
+
+def _match_columns(form: Form, keys: list[set[str]]) -> dict[str, int]:
     positions: dict[str, int] = {}
     for column in form.columns:
-        for index, key in enumerate(keys):
-            if key and key == column.match_key and index not in positions.values():
+        for index, options in enumerate(keys):
+            if column.match_key in options and index not in positions.values():
                 positions[column.key] = index
                 break
     return positions
@@ -133,7 +172,8 @@ def _is_data_row(cells: dict[str, Any], campaign: Campaign, *, first_key: str) -
     return True
 
 
-def _check_row(number: int, cells: dict[str, Any], layout: _Layout, file: str) -> tuple[TableRow, list[Finding]]:
+def _check_row(number: int, cells: dict[str, Any], layout: _Layout, file: str, *,
+               uncached: set[str]) -> tuple[TableRow, list[Finding]]:
     values: dict[str, Any] = {}
     original: dict[str, Any] = {}
     findings: list[Finding] = []
@@ -144,6 +184,8 @@ def _check_row(number: int, cells: dict[str, Any], layout: _Layout, file: str) -
         raw = cells.get(column.key)
         original[column.key] = _display(raw)
         value, code = normalise(column, raw)
+        if column.key in uncached:
+            code = "formula-without-value"
         values[column.key] = value
         if code is None:
             continue

@@ -1,0 +1,176 @@
+"""Workbooks as real senders save them: formulas, two-row headers, hidden columns, xlsm."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from typing import Any
+
+from openpyxl import Workbook
+
+from parsers.sniff import FileKind, sniff
+from parsers.spreadsheet import read_workbook
+from rules.campaign import Campaign, load_campaign
+from rules.tables import TableResult, read_table
+from tests import builders
+from tests.support import REPO
+
+CAMPAIGN: Campaign = load_campaign(REPO / "rules" / "notice_2020_858.toml")
+
+
+def _table(data: bytes) -> TableResult:
+    result = read_table(read_workbook(data, sniff(data)), CAMPAIGN, file="表.xlsx")
+    assert result is not None
+    return result
+
+
+def _save(workbook: Workbook) -> bytes:
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def _codes(result: TableResult) -> list[tuple[str, int, str]]:
+    return [(f.code, f.row, f.column) for f in result.findings]
+
+
+def test_formula_without_cached_value_is_finding() -> None:
+    data = builders.form1_workbook([builders.form1_row(2, 合同金额="=20+8")])
+
+    result = _table(data)
+
+    assert _codes(result) == [("formula-without-value", 7, "合同金额")]
+    message = result.findings[0].message()
+    assert "公式" in message
+    assert "重新保存" in message
+
+
+def test_formula_only_row_is_not_skipped() -> None:
+    """A row whose only cell is an uncached formula still reaches the checks."""
+    sheet_rows: list[list[Any]] = [builders.FORM1_HEADER, builders.form1_row(2), [None, None, "=A2"]]
+    workbook = Workbook()
+    for values in sheet_rows:
+        workbook.active.append(values)
+
+    result = _table(_save(workbook))
+
+    assert ("formula-without-value", 3, "申请编号") in _codes(result)
+
+
+def test_formula_with_cached_value_reads_value() -> None:
+    data = builders.form1_workbook([builders.form1_row(2, 合同金额=28)])
+    patched = _with_cached_formula(data, cell="J7", formula="20+8", value="28")
+
+    result = _table(patched)
+
+    assert result.findings == []
+    assert result.rows[0].values["合同金额"] == 28
+
+
+def _with_cached_formula(data: bytes, *, cell: str, formula: str, value: str) -> bytes:
+    """Rewrite one numeric cell into a formula with a cached result, as Excel saves it."""
+    source = zipfile.ZipFile(io.BytesIO(data))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            content = source.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                old = f'<c r="{cell}" t="n"><v>{value}</v></c>'.encode()
+                new = f'<c r="{cell}"><f>{formula}</f><v>{value}</v></c>'.encode()
+                assert old in content
+                content = content.replace(old, new)
+            target.writestr(item, content)
+    return buffer.getvalue()
+
+
+def test_two_row_header_with_group_label() -> None:
+    """合同金额 and 服务券金额 sit under a merged "金额（万元）" group label."""
+    upper = list(builders.FORM1_HEADER)
+    upper[9], upper[10] = "金额（万元）", None
+    lower: list[Any] = [None] * 13
+    lower[9], lower[10] = "合同金额", "服务券金额"
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["附件1"])
+    sheet.append(upper)
+    sheet.append(lower)
+    sheet.merge_cells("J2:K2")
+    sheet.append(builders.form1_row(2))
+
+    result = _table(_save(workbook))
+
+    assert result.header_row == 3
+    assert [row.number for row in result.rows] == [4]
+    assert result.findings == []
+    assert result.rows[0].values["服务券金额"] == builders.form1_row(2)[10]
+
+
+def test_two_row_header_name_split_over_rows() -> None:
+    upper = list(builders.FORM1_HEADER)
+    upper[1] = "申领年份"
+    lower: list[Any] = [None] * 13
+    lower[1] = "（2018/2019）"
+    workbook = Workbook()
+    workbook.active.append(upper)
+    workbook.active.append(lower)
+    workbook.active.append(builders.form1_row(2))
+
+    result = _table(_save(workbook))
+
+    assert [row.number for row in result.rows] == [3]
+    assert result.findings == []
+
+
+def test_hidden_empty_column_ignored() -> None:
+    header = list(builders.FORM1_HEADER)
+    header.insert(3, None)
+    row = list(builders.form1_row(2))
+    row.insert(3, None)
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(header)
+    sheet.append(row)
+    sheet.column_dimensions["D"].hidden = True
+
+    result = _table(_save(workbook))
+
+    assert result.findings == []
+    assert result.rows[0].values["工业企业名称"] == builders.form1_row(2)[3]
+
+
+def test_xlsm_read_without_running_macros() -> None:
+    data = builders.form1_workbook([builders.form1_row(2)])
+    macro = _with_vba_part(data)
+
+    result = _table(macro)
+
+    assert sniff(macro) == FileKind.XLSX
+    assert result.findings == []
+    assert len(result.rows) == 1
+
+
+def _with_vba_part(data: bytes) -> bytes:
+    """Add a vbaProject.bin part and the macro-enabled content type, as Excel saves .xlsm."""
+    source = zipfile.ZipFile(io.BytesIO(data))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            content = source.read(item)
+            if item.filename == "[Content_Types].xml":
+                content = content.replace(b"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
+                                          b"application/vnd.ms-excel.sheet.macroEnabled.main+xml")
+            target.writestr(item, content)
+        target.writestr("xl/vbaProject.bin", b"\xd0\xcf\x11\xe0 not a real macro project")
+    return buffer.getvalue()
+
+
+def test_numbers_as_text_and_units_normalised() -> None:
+    data = builders.form1_workbook([builders.form1_row(2, 申领年份="2019年", 合同金额="20万元", 服务券金额="10")],
+                                   numbers_as_text=True)
+
+    result = _table(data)
+
+    assert result.findings == []
+    assert result.rows[0].values["申领年份"] == 2019
+    assert result.rows[0].values["合同金额"] == 20
+    assert result.rows[0].original["合同金额"] == "20万元"

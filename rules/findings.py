@@ -86,6 +86,8 @@ class Finding:
             where = f"第 {self.row} 行"
             if self.column_letter:
                 where += f" {self.column_letter} 列"
+            if self.sheet:
+                where = f"工作表“{self.sheet}”{where}"
         values = {"where": where, "column": self.column, "value": self.value, "code": self.code,
                   "sheet": self.sheet, **self.params}
         try:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +16,23 @@ from tests.mailstack import Dovecot, ImapAccount, SmtpSink, find_dovecot_binary
 # ---- Mail stack fixtures (tests/mailstack.py): Dovecot IMAP and an SMTP sink on 127.0.0.1 ----
 
 
+def dovecot_root(prefix: str) -> Iterator[Path]:
+    """Yield a fresh folder for a Dovecot instance outside pytest's temporary tree.
+
+    pytest keeps /tmp/pytest-of-USER at mode 0700 and resets it whenever another
+    pytest run starts; Dovecot's auth process (user dovecot) then loses access to
+    the password files below it. A folder directly under the system temp folder
+    keeps the permissions the stack sets.
+    """
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
+def dovecot() -> Iterator[Dovecot]:
     """One Dovecot instance for the whole test run, stopped at the end.
 
     Fails (never skips) when Dovecot is not installed, because the IMAP integration
@@ -26,12 +44,13 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
     except RuntimeError as error:
         pytest.fail(str(error), pytrace=False)
 
-    server = Dovecot(tmp_path_factory.mktemp("dovecot"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    for root in dovecot_root("intake-dovecot-"):
+        server = Dovecot(root)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture

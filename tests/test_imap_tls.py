@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from daemon.cli import cli
 from tests import builders
+from tests.conftest import dovecot_root
 from tests.mailstack import Dovecot, ImapAccount, SmtpSink, find_free_port
 from tests.support import PASSWORD_ENV, write_config
 
@@ -53,13 +54,14 @@ service imap-login {{
 
 
 @pytest.fixture(scope="module")
-def tls_dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsDovecot]:
-    server = TlsDovecot(tmp_path_factory.mktemp("tlsdovecot"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def tls_dovecot() -> Iterator[TlsDovecot]:
+    for root in dovecot_root("intake-tlsdovecot-"):
+        server = TlsDovecot(root)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.mark.parametrize("security", ["tls", "starttls"])

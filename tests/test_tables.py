@@ -505,7 +505,7 @@ def test_finding_message_invalid_year(campaign: Campaign) -> None:
 def test_finding_message_invalid_pattern_hint(campaign: Campaign) -> None:
     message = _only_finding(_table(form1_workbook([form1_row(2, 申请编号="SQ123")]), campaign)).message()
 
-    assert message.startswith("第 7 行 C 列“申请编号”")
+    assert message.startswith("工作表“附件1”第 7 行 C 列“申请编号”")
     assert "“SQ123”" in message
     assert "“SQ”加 10 位数字" in message
 
@@ -521,7 +521,7 @@ def test_finding_message_invalid_choice(campaign: Campaign) -> None:
 def test_finding_message_missing_cell(campaign: Campaign) -> None:
     message = _only_finding(_table(form1_workbook([form1_row(2, 工业企业地址=None)]), campaign)).message()
 
-    assert message == "第 7 行 E 列“工业企业地址”为空，请填写。"
+    assert message == "工作表“附件1”第 7 行 E 列“工业企业地址”为空，请填写。"
 
 
 def test_finding_message_invalid_number(campaign: Campaign) -> None:

@@ -6,9 +6,11 @@ folder is removed afterwards whatever happened. LibreOffice is optional: without
 it, conversion raises FileProblem("conversion-unavailable") and the caller returns
 the file to the sender with a request for .docx/.xlsx.
 
-WPS Office saves .wps as Word 97-2003 and .et as Excel 97-2003 inside an OLE
-container, so sniff() reports them as DOC and XLS. LibreOffice 7.4 reads .wps with
-its "MS Word 97" filter and .et with "MS Excel 97".
+LibreOffice 7.4's filter registry lists .wps (WPS Writer) under its "MS Word 97"
+filter and .et (WPS Spreadsheets) under "MS Excel 97", so such files are Word and
+Excel 97-2003 files in an OLE container, and sniff() reports them as DOC and XLS.
+NOTE: this has been checked with .wps/.et files written by LibreOffice, not with
+files saved by WPS Office itself.
 """
 
 from __future__ import annotations
@@ -66,8 +68,9 @@ def convert_office(data: bytes, *, source_suffix: str, target: str, timeout: flo
 
     `source_suffix` is the sender's extension (".doc", "wps", ".et" ...). LibreOffice
     uses it as a hint when it detects the format. `target` is "docx" or "xlsx".
-    `timeout` is in seconds. Its default of 120 s is a guess for large files: a
-    one-page file takes about 1 s on 2 cores, profile creation included.
+    `timeout` is in seconds. Its default of 120 s is an estimate for large files,
+    because a one-page file took about 1 s with LibreOffice 7.4 on a 2-core machine,
+    profile creation included.
 
     Raises FileProblem("conversion-unavailable", format=, target=) when LibreOffice
     is not installed, FileProblem("encrypted-file") when the file has an open
@@ -107,7 +110,7 @@ def _check_source(data: bytes, target: str, detail: dict[str, str]) -> None:
 
     try:
         encrypted = msoffcrypto.OfficeFile(io.BytesIO(data)).is_encrypted()
-    except Exception as err:  # msoffcrypto raises its own and struct errors on odd files
+    except Exception as err:  # msoffcrypto raises its own errors, struct.error and others on unusual files
         log.debug("encryption check failed, leaving the file to LibreOffice: %s: %s", type(err).__name__, err)
         return
     if encrypted:
@@ -145,7 +148,7 @@ def _run_conversion(binary: str, folder: Path, data: bytes, suffix: str, target:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(process)
-        log.warning("LibreOffice timed out after %.0f s converting .%s to .%s (pid %d)",
+        log.warning("LibreOffice timed out after %g s converting .%s to .%s (pid %d)",
                     timeout, suffix, target, process.pid)
         raise FileProblem("conversion-failed", **detail, reason=f"timed out after {timeout:g} s") from None
     elapsed = time.monotonic() - started
@@ -162,8 +165,10 @@ def _run_conversion(binary: str, folder: Path, data: bytes, suffix: str, target:
         log.warning("LibreOffice wrote no .%s for a .%s file: %s", target, suffix, message)
         raise FileProblem("conversion-failed", **detail, reason=f"no output file: {message}")
     converted = result.read_bytes()
-    if sniff(converted).value != target:
-        raise FileProblem("conversion-failed", **detail, reason=f"output is {sniff(converted).value}, not {target}")
+    converted_kind = sniff(converted)
+    if converted_kind.value != target:
+        log.warning("LibreOffice wrote a %s file, not .%s, for a .%s file", converted_kind.value, target, suffix)
+        raise FileProblem("conversion-failed", **detail, reason=f"output is {converted_kind.value}, not {target}")
 
     log.info("converted .%s (%d bytes) to .%s (%d bytes) in %.1f s", suffix, len(data), target, len(converted),
              elapsed)

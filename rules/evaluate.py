@@ -11,10 +11,13 @@ Late is a flag beside the decision, never a reason to reject.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import PurePosixPath
 
 from parsers.archive import ArchiveLimits, expand_7z, expand_zip
+from parsers.convert import convert_office
 from parsers.document import read_docx
 from parsers.links import find_download_links
 from parsers.mime import Attachment, ParsedMessage
@@ -40,7 +43,6 @@ RETURNED = "returned"
 SKIPPED = "skipped"
 
 _UNSUPPORTED_NAMES = {
-    FileKind.DOC: ".doc（旧版 Word）",
     FileKind.RAR: "rar",
     FileKind.OLE: "旧版 Office",
 }
@@ -136,6 +138,8 @@ def _file_outcomes(name: str, data: bytes, campaign: Campaign, limits: Limits, *
         return [_table_outcome(name, kind, data, campaign, limits)]
     if kind == FileKind.DOCX:
         return [_report_outcome(name, data, campaign)]
+    if kind == FileKind.DOC:
+        return [_converted_report_outcome(name, data, campaign)]
     if kind in (FileKind.ZIP, FileKind.SEVEN_ZIP):
         return _archive_outcomes(name, kind, data, campaign, limits, depth=depth)
     if kind == FileKind.ENCRYPTED_OFFICE:
@@ -173,6 +177,25 @@ def _report_outcome(name: str, data: bytes, campaign: Campaign) -> FileOutcome:
     status = PASSED if report.passed else RETURNED
     return FileOutcome(name=name, kind=FileKind.DOCX, status=status, form=report.form, report=report,
                        findings=list(report.findings))
+
+
+def _converted_report_outcome(name: str, data: bytes, campaign: Campaign) -> FileOutcome:
+    """Convert a Word 97-2003 report (.doc, or .wps from WPS Writer) to .docx and check it.
+
+    Without LibreOffice, or when the conversion fails, the file is returned with a
+    request to save it as .docx.
+    """
+    suffix = PurePosixPath(name).suffix.lstrip(".").lower()
+    if not re.fullmatch(r"[a-z0-9]{1,8}", suffix):
+        suffix = "doc"
+    try:
+        converted = convert_office(data, source_suffix=suffix, target="docx")
+    except FileProblem as problem:
+        return _returned(name, FileKind.DOC, from_problem(problem.code, problem.detail, file=name))
+
+    outcome = _report_outcome(name, converted, campaign)
+    outcome.kind = FileKind.DOC
+    return outcome
 
 
 def _archive_outcomes(name: str, kind: FileKind, data: bytes, campaign: Campaign, limits: Limits, *,

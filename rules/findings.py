@@ -49,6 +49,10 @@ MESSAGES: dict[str, str] = {
     "unreadable-member": "压缩包中的“{member}”已损坏，无法解压。请重新打包后发送。",
     "unreadable-file": "文件已损坏或格式无法识别，无法打开。请用 Excel 或 WPS 另存为 .xlsx（报告另存为 .docx）后重新发送。",
     "unsupported-format": "暂不支持 {format} 格式的文件。请将表格另存为 .xlsx、报告另存为 .docx，压缩包使用 zip 格式后重新发送。",
+    "conversion-unavailable": "系统暂时无法读取 {format} 格式的文件。请用 Word 或 WPS 打开该文件，"
+                              "“另存为”{target} 格式（报告存为 .docx，表格存为 .xlsx）后重新发送。",
+    "conversion-failed": "{format} 文件无法转换为 {target} 格式，文件可能已损坏。请用 Word 或 WPS 打开该文件，"
+                         "“另存为”.docx 格式（表格存为 .xlsx）后重新发送。",
     "too-many-rows": "工作表“{sheet}”超过 {limit} 行，超出处理上限。请只保留需要填报的内容后重新发送。",
     # The message as a whole.
     "no-attachment": "邮件中没有附件。请将填写好的表格（.xlsx）或报告（.docx，多份报告请打包为 .zip）作为附件发送。",

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Install what the tests need on a fresh Debian machine, then run every test.
-# Dovecot comes from Debian's dovecot-imapd; the tests start their own instance,
-# so the system service is kept from starting during the install.
+# Dovecot comes from Debian's dovecot-imapd and LibreOffice (for .doc and .wps
+# reports) from its -nogui packages. The tests start their own Dovecot, so the
+# system service is kept from starting during the install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v dovecot >/dev/null 2>&1; then
+missing=()
+command -v dovecot >/dev/null 2>&1 || missing+=(dovecot-imapd)
+command -v soffice >/dev/null 2>&1 || missing+=(libreoffice-writer-nogui libreoffice-calc-nogui)
+
+if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
-        echo "dovecot is missing: run 'sudo apt-get install -y dovecot-imapd' first" >&2
+        echo "missing Debian packages: run 'sudo apt-get install -y --no-install-recommends ${missing[*]}' first" >&2
         exit 1
     fi
     policy=/usr/sbin/policy-rc.d
@@ -18,7 +23,7 @@ if ! command -v dovecot >/dev/null 2>&1; then
         created_policy=1
     fi
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     if [ "$created_policy" -eq 1 ]; then
         rm -f "$policy"
     fi

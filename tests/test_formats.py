@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import py7zr
 import pytest
 
 from parsers.archive import ArchiveLimits, expand_7z
+from parsers.convert import libreoffice_binary
 from parsers.links import find_download_links
 from parsers.mime import parse_message
 from parsers.problems import FileProblem
@@ -114,3 +116,43 @@ def test_evaluate_download_link_asks_for_attachment() -> None:
     message = evaluation.findings[0].message()
     assert "汇总表（中拓数字）.xlsx" in message
     assert "作为附件" in message
+
+
+def _doc_mail(doc: bytes) -> bytes:
+    return builders.mail(sender="江门市工业和信息化局 <gxj@jiangmen.example.org>", subject="报告",
+                         message_id="<doc@jiangmen.example.org>",
+                         attachments=[("附件2-甲.doc", doc, "application/msword")])
+
+
+@pytest.fixture(scope="module")
+def word97_report(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A Word 97-2003 report, made by LibreOffice from a .docx fixture."""
+    if libreoffice_binary() is None:
+        pytest.skip("LibreOffice is not installed (apt-get install libreoffice-writer-nogui)")
+    folder = tmp_path_factory.mktemp("doc")
+    (folder / "report.docx").write_bytes(builders.form2_report("广东甲公司"))
+    subprocess.run([libreoffice_binary() or "soffice", f"-env:UserInstallation=file://{folder}/profile", "--headless",
+                    "--convert-to", "doc", "--outdir", str(folder), str(folder / "report.docx")],
+                   check=True, capture_output=True, timeout=120)
+    return (folder / "report.doc").read_bytes()
+
+
+def test_evaluate_doc_report_converted(word97_report: bytes) -> None:
+    evaluation = evaluate(parse_message(_doc_mail(word97_report)), CAMPAIGN, received=RECEIVED,
+                          own_addresses=frozenset())
+
+    assert evaluation.decision == "accepted"
+    assert evaluation.reports("form2") == 1
+
+
+def test_evaluate_doc_without_libreoffice_returned(word97_report: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+
+    evaluation = evaluate(parse_message(_doc_mail(word97_report)), CAMPAIGN, received=RECEIVED,
+                          own_addresses=frozenset())
+
+    assert evaluation.decision == "rejected"
+    finding = evaluation.returned()[0].findings[0]
+    assert finding.code == "conversion-unavailable"
+    assert "另存为" in finding.message()
+    assert ".docx" in finding.message()

@@ -69,8 +69,8 @@ def expand_zip(data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> Expansio
     """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError, OSError) as err:
-        raise FileProblem("unreadable-archive", reason=str(err)) from err
+    except Exception as err:  # BadZipFile, struct.error, ValueError ... from a corrupt directory
+        raise FileProblem("unreadable-archive", reason=f"{type(err).__name__}: {err}") from err
 
     result = Expansion()
     total = 0
@@ -141,10 +141,12 @@ def _read_bounded(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -
                 if buffer.tell() + len(chunk) > limit:
                     raise FileProblem("member-too-large", member=member_name(info), size=None, limit=limit)
                 buffer.write(chunk)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
-        raise FileProblem("unreadable-member", member=member_name(info), reason=str(err)) from err
+    except FileProblem:
+        raise
     except RuntimeError as err:  # zipfile raises RuntimeError for a password-protected member
         raise FileProblem("encrypted-archive", member=member_name(info)) from err
+    except Exception as err:  # zlib, lzma, bz2 and zipfile errors from a corrupt member
+        raise FileProblem("unreadable-member", member=member_name(info), reason=f"{type(err).__name__}: {err}") from err
     return buffer.getvalue()
 
 
@@ -159,14 +161,18 @@ def expand_7z(data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> Expansion
         archive = py7zr.SevenZipFile(io.BytesIO(data))
     except py7zr.exceptions.PasswordRequired as err:
         raise FileProblem("encrypted-archive", member="") from err
-    except (py7zr.exceptions.Bad7zFile, py7zr.exceptions.ArchiveError, EOFError, OSError, ValueError) as err:
-        raise FileProblem("unreadable-archive", reason=str(err)) from err
+    except Exception as err:  # py7zr passes on lzma, zlib, struct and its own errors for corrupt input
+        raise FileProblem("unreadable-archive", reason=f"{type(err).__name__}: {err}") from err
 
     result = Expansion()
     with archive:
-        if archive.needs_password():
+        try:
+            encrypted = archive.needs_password()
+            entries = [info for info in archive.list() if not info.is_directory]
+        except Exception as err:  # a corrupt header is only parsed here
+            raise FileProblem("unreadable-archive", reason=f"{type(err).__name__}: {err}") from err
+        if encrypted:
             raise FileProblem("encrypted-archive", member="")
-        entries = [info for info in archive.list() if not info.is_directory]
         if len(entries) > limits.max_members:
             raise FileProblem("too-many-members", count=len(entries), limit=limits.max_members)
 
@@ -180,7 +186,7 @@ def expand_7z(data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> Expansion
             if problem is not None:
                 result.problems.append((name, problem))
                 continue
-            total += info.uncompressed
+            total += info.uncompressed or 0
             selected.append(info.filename)
 
         if not selected:
@@ -190,8 +196,7 @@ def expand_7z(data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> Expansion
             archive.extract(targets=selected, factory=factory)
         except _Overflow as err:
             raise FileProblem("member-too-large", member=err.member, size=None, limit=limits.max_member_bytes) from err
-        except (py7zr.exceptions.ArchiveError, py7zr.exceptions.CrcError, EOFError, OSError, ValueError,
-                NotImplementedError) as err:
+        except Exception as err:  # as when opening: corrupt streams raise many types
             raise FileProblem("unreadable-archive", reason=f"{type(err).__name__}: {err}") from err
 
     for filename in selected:

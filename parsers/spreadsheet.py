@@ -62,8 +62,8 @@ def read_workbook(data: bytes, kind: FileKind, *, max_rows: int = DEFAULT_MAX_RO
 def _read_xlsx(data: bytes, max_rows: int) -> list[Sheet]:
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True, keep_links=False)
-    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError, IndexError) as err:
-        raise FileProblem("unreadable-file", reason=str(err)) from err
+    except Exception as err:  # zipfile, zlib, lxml and openpyxl raise many unrelated types on corrupt parts
+        raise FileProblem("unreadable-file", reason=f"{type(err).__name__}: {err}") from err
 
     formulas = _formula_workbook(data)
     sheets = []
@@ -135,8 +135,10 @@ def _is_formula(cell: Any) -> bool:
 
 
 def _read_xls(data: bytes, max_rows: int) -> list[Sheet]:
+    # xlrd writes its warnings about damaged files to a log file, stdout by default.
+    warnings = io.StringIO()
     try:
-        book = xlrd.open_workbook(file_contents=data, on_demand=True)
+        book = xlrd.open_workbook(file_contents=data, on_demand=True, logfile=warnings)
     except Exception as err:  # xlrd raises XLRDError, struct.error, AssertionError ...
         raise FileProblem("unreadable-file", reason=f"{type(err).__name__}: {err}") from err
 
@@ -154,8 +156,14 @@ def _read_xls(data: bytes, max_rows: int) -> list[Sheet]:
                     rows.append(SheetRow(number=r + 1, values=trimmed))
             sheets.append(Sheet(name=sheet.name, rows=tuple(rows)))
             book.unload_sheet(index)
+    except FileProblem:
+        raise
+    except Exception as err:  # on_demand parses each sheet here, with the same error types as opening
+        raise FileProblem("unreadable-file", reason=f"{type(err).__name__}: {err}") from err
     finally:
         book.release_resources()
+    if warnings.getvalue():
+        log.debug("xlrd warnings: %s", warnings.getvalue()[:500])
     return sheets
 
 

@@ -28,7 +28,7 @@ from daemon.store import (
 from parsers.mime import ParsedMessage, parse_message
 from rules.campaign import Campaign
 from rules.evaluate import IGNORED, Evaluation, evaluate
-from rules.findings import Finding
+from rules.findings import Finding, size_text
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +156,8 @@ def process_message(session: Session, pk: int, settings: Settings, campaign: Cam
     parsed = parse_message(stored.raw)
     if stored.size > settings.max_message_bytes:
         evaluation = Evaluation(decision="rejected", late=False, findings=[Finding(
-            code="message-too-large", params={"size_mb": round(stored.size / 1048576, 1),
-                                              "limit_mb": round(settings.max_message_bytes / 1048576, 1)})])
+            code="message-too-large", params={"size": size_text(stored.size),
+                                              "limit": size_text(settings.max_message_bytes)})])
     else:
         evaluation = evaluate(parsed, campaign, received=stored.received_at,
                               own_addresses=settings.own_addresses, limits=settings.limits)

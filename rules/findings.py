@@ -18,10 +18,10 @@ INFO = "info"
 MESSAGES: dict[str, str] = {
     # Cells of a table form.
     "missing-cell": "{where}“{column}”为空，请填写。",
-    "invalid-year": "{where}“{column}”填写为“{value}”，应为 2018 或 2019。",
-    "invalid-pattern": "{where}“{column}”填写为“{value}”，格式应为{hint}。",
-    "invalid-choice": "{where}“{column}”填写为“{value}”，只能填写以下之一：{choices}。",
-    "invalid-number": "{where}“{column}”填写为“{value}”，应填写数字（单位：万元），例如 28 或 10.5。",
+    "invalid-year": "{where}“{column}”填写为“{value}”，应为 2018 或 2019，请改正。",
+    "invalid-pattern": "{where}“{column}”填写为“{value}”，格式应为{hint}，请改正。",
+    "invalid-choice": "{where}“{column}”填写为“{value}”，请改为以下之一：{choices}。",
+    "invalid-number": "{where}“{column}”填写为“{value}”，请改为数字（单位：万元），例如 28 或 10.5。",
     "amount-exceeds": "{where}“{column}”为 {value} 万元，大于“{other_column}”{other_value} 万元，"
                       "{column}不能超过{other_column}，请核对后更正。",
     "formula-without-value": "{where}“{column}”是公式，但文件中没有保存计算结果，无法读取数值。"
@@ -61,7 +61,7 @@ MESSAGES: dict[str, str] = {
     "download-link": "邮件正文中的{names}是网页邮箱的“超大附件”下载链接，系统无法下载，链接也会过期。"
                      "请把文件直接作为附件添加到邮件中发送；文件过大时可压缩为 zip 后再作为附件发送。",
     "too-many-attachments": "邮件附件有 {count} 个，超过 {limit} 个的上限，只处理了前 {limit} 个。请分开发送。",
-    "message-too-large": "邮件大小 {size_mb} MB，超过 {limit_mb} MB 的上限，未处理。请压缩附件或分开发送。",
+    "message-too-large": "邮件大小为 {size}，超过 {limit} 的上限，未处理。请压缩附件或分开发送。",
     "late": "{form}的报送截止时间为 {deadline}，我们收到您邮件的时间为 {received}，已逾期。材料照常登记。",
 }
 
@@ -103,6 +103,13 @@ class Finding:
         return {"code": self.code, "severity": self.severity, "file": self.file, "sheet": self.sheet,
                 "row": self.row, "column": self.column, "column_letter": self.column_letter,
                 "value": self.value, "message": self.message()}
+
+
+def size_text(size: int) -> str:
+    """Format a byte count for people: 850 KB, 12.5 MB."""
+    if size < 1024 * 1024:
+        return f"{max(1, round(size / 1024))} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
 
 
 def from_problem(code: str, detail: dict[str, Any], *, file: str) -> Finding:

@@ -231,3 +231,21 @@ def test_digest_drops_return_corrected_later(tmp_path: Path, store_url: str) -> 
     assert "已退回的材料（0）" in text
     assert "周文涛" in text
     service.close()
+
+
+def test_oversized_message_rejected_and_kept(tmp_path: Path, store_url: str) -> None:
+    box = _maildir(tmp_path)
+    raw = _form1_mail("<big@xinghe-sl.example.com>", [builders.form1_row(2)])
+    _deliver(box, raw)
+    config = write_config(tmp_path, mailbox='kind = "maildir"\npath = "maildir"\naddress = "gyhlw@gdei.gov.cn"',
+                          store_url=store_url, extra="[limits]\nmessage_bytes = 2048")
+    service = Service(load_settings(config))
+
+    report = service.cycle()
+
+    assert [p.decision for p in report.processed] == ["rejected"]
+    reply = email.message_from_bytes(next((tmp_path / "outbox").glob("*.eml")).read_bytes(), policy=email.policy.default)
+    assert "超过 2 KB 的上限" in reply.get_body(("plain",)).get_content()
+    with service.database.session() as session:
+        assert session.execute(select(StoredMessage.raw)).scalar_one() == raw
+    service.close()

@@ -12,7 +12,10 @@ from sqlalchemy import select
 from daemon.config import ENV_CONFIG, Settings, config_path, load_settings
 from daemon.errors import IntakeError, StoreError
 from daemon.service import CycleReport, Service
+from daemon.translation import install_click_translation
 from rules.campaign import CampaignError
+
+install_click_translation()
 
 DECISION_LABELS = {"accepted": "受理", "partial": "部分退回", "rejected": "退回", "ignored": "不回复"}
 

@@ -183,3 +183,23 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 
     assert process.returncode == 0, stderr
     assert "intake 已停止" in stdout
+
+
+def test_usage_errors_are_chinese() -> None:
+    missing = intake("reparse")
+    unknown = intake("nope")
+
+    assert missing.returncode == 2
+    assert "缺少参数 'MESSAGE_ID'" in missing.stderr
+    assert "用法" in missing.stderr
+    assert "Missing" not in missing.stderr
+    assert "没有名为 'nope' 的命令" in unknown.stderr
+
+
+def test_subcommand_help_without_config(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "daemon.cli", "export", "--help"], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path, env={**os.environ, "INTAKE_CONFIG": ""})
+
+    assert result.returncode == 0, result.stderr
+    assert "显示此帮助并退出" in result.stdout
+    assert "汇总表的保存路径" in result.stdout

@@ -128,7 +128,14 @@ def _attachment_outcomes(attachment: Attachment, campaign: Campaign, limits: Lim
     name = attachment.filename or "（未命名附件）"
     if attachment.inline and attachment.content_type.startswith("image/"):
         return [FileOutcome(name=name, kind=FileKind.IMAGE, status=SKIPPED)]
-    return _file_outcomes(name, attachment.data, campaign, limits, depth=0)
+    try:
+        return _file_outcomes(name, attachment.data, campaign, limits, depth=0)
+    except Exception as err:
+        # A reader bug must not cost the sender a reply: the file is returned as
+        # unreadable, and the log keeps the traceback for the developers.
+        log.exception("unexpected error reading attachment %r", name)
+        return [_returned(name, FileKind.UNKNOWN, Finding(code="unreadable-file", file=name,
+                                                          params={"reason": f"{type(err).__name__}: {err}"}))]
 
 
 def _file_outcomes(name: str, data: bytes, campaign: Campaign, limits: Limits, *, depth: int) -> list[FileOutcome]:

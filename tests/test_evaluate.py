@@ -668,3 +668,16 @@ def test_evaluate_every_message_renders(campaign: Campaign, good_report: bytes, 
         message = finding.message()
         assert "{" not in message, finding.code
         assert f"（{finding.code}）" not in message, finding.code
+
+
+def test_evaluate_reader_bug_returns_file(campaign: Campaign, good_form1: bytes,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise AttributeError("reader bug")
+
+    monkeypatch.setattr("rules.evaluate.read_workbook", broken)
+
+    evaluation = _evaluate(_submission(("附件1.xlsx", good_form1, XLSX_TYPE)), campaign)
+
+    assert evaluation.decision == REJECTED
+    assert _file_codes(evaluation) == {"附件1.xlsx": ["unreadable-file"]}

@@ -16,6 +16,8 @@ from typing import Any
 
 import openpyxl
 import xlrd
+from lxml import etree
+from openpyxl.worksheet.cell_range import CellRange
 
 from parsers.problems import FileProblem
 from parsers.sniff import FileKind
@@ -26,6 +28,10 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_ROWS = 5000
 #: Columns past this are ignored; the widest form has 13.
 MAX_COLUMNS = 64
+#: Namespace of worksheet parts.
+SHEET_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+#: Merged ranges taken from one sheet; a form has a few dozen at most.
+MAX_MERGES = 10000
 #: Bytes of one sheet part scanned for formulas; a bomb-sized part stops here.
 FORMULA_SCAN_BYTES = 64 * 1024 * 1024
 
@@ -70,10 +76,14 @@ def _read_xlsx(data: bytes, max_rows: int) -> list[Sheet]:
     try:
         for index, worksheet in enumerate(workbook.worksheets):
             formula_rows = _rows(formulas.worksheets[index]) if formulas is not None else None
+            merges = _vertical_merges(data, worksheet._worksheet_path)
+            carried: dict[tuple[int, int], Any] = {}
             rows = []
             for number, values in enumerate(_rows(worksheet), start=1):
                 if number > max_rows:
                     raise FileProblem("too-many-rows", sheet=worksheet.title, limit=max_rows)
+                if merges:
+                    values = _fill_merged(number, values, merges, carried)
                 written = next(formula_rows, ()) if formula_rows is not None else ()
                 trimmed = _trim(values)
                 uncached = frozenset(i for i, cell in enumerate(written)
@@ -90,6 +100,53 @@ def _read_xlsx(data: bytes, max_rows: int) -> list[Sheet]:
         if formulas is not None:
             formulas.close()
     return sheets
+
+
+def _vertical_merges(data: bytes, part: str) -> list[CellRange]:
+    """Return the sheet's merged ranges that span rows within one column.
+
+    Senders merge a value down a column (one 供应商名称 for several rows); the
+    read-only reader shows it only in the top cell. Merges across columns are
+    titles, "示例：" and footers, which must stay in their first cell. The
+    <mergeCells> element follows the cell data, so the part is streamed.
+    """
+    ranges: list[CellRange] = []
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive, archive.open(part.lstrip("/")) as stream:
+            for _, element in etree.iterparse(stream, events=("end",), tag=f"{{{SHEET_MAIN}}}mergeCell",
+                                              resolve_entities=False, no_network=True, huge_tree=False):
+                reference = element.get("ref", "")
+                element.clear()
+                try:
+                    cell_range = CellRange(reference)
+                except (ValueError, TypeError):
+                    continue
+                if cell_range.min_col == cell_range.max_col and cell_range.max_row > cell_range.min_row:
+                    ranges.append(cell_range)
+                if len(ranges) >= MAX_MERGES:
+                    break
+    except Exception as err:  # the value pass reports a broken file; merges are only a refinement
+        log.debug("merged cells unreadable in %s: %s", part, err)
+    return ranges
+
+
+def _fill_merged(number: int, values: tuple[Any, ...], merges: list[CellRange],
+                 carried: dict[tuple[int, int], Any]) -> tuple[Any, ...]:
+    """Copy the top value of each vertical merge into the cells below it."""
+    cells = list(values)
+    for cell_range in merges:
+        column = cell_range.min_col - 1
+        if column >= MAX_COLUMNS:
+            continue
+        if number == cell_range.min_row:
+            carried[(cell_range.min_row, column)] = cells[column] if column < len(cells) else None
+        elif cell_range.min_row < number <= cell_range.max_row:
+            value = carried.get((cell_range.min_row, column))
+            if value is not None:
+                cells.extend([None] * (column + 1 - len(cells)))
+                if cells[column] is None:
+                    cells[column] = value
+    return tuple(cells)
 
 
 def _rows(worksheet: Any) -> Iterator[tuple[Any, ...]]:

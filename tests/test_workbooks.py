@@ -6,7 +6,7 @@ import io
 import zipfile
 from typing import Any
 
-from openpyxl import Workbook
+from openpyxl import Workbook, load_workbook
 
 from parsers.sniff import FileKind, sniff
 from parsers.spreadsheet import read_workbook
@@ -174,3 +174,23 @@ def test_numbers_as_text_and_units_normalised() -> None:
     assert result.rows[0].values["申领年份"] == 2019
     assert result.rows[0].values["合同金额"] == 20
     assert result.rows[0].original["合同金额"] == "20万元"
+
+
+def test_value_merged_down_column_fills_rows() -> None:
+    rows = [builders.form1_row(2), builders.form1_row(3, 供应商名称=None), builders.form1_row(4, 供应商名称=None)]
+    workbook = load_workbook(io.BytesIO(builders.form1_workbook(rows)))
+    workbook.active.merge_cells("G7:G9")
+
+    result = _table(_save(workbook))
+
+    assert result.findings == []
+    suppliers = {row.values["供应商（或平台商）名称"] for row in result.rows}
+    assert suppliers == {builders.form1_row(2)[6]}
+
+
+def test_merged_footer_stays_out_of_data() -> None:
+    """The footer is merged across the row (A16:M16); it must not become a row of findings."""
+    result = _table(builders.form1_workbook([builders.form1_row(2)], footer=True))
+
+    assert [row.number for row in result.rows] == [7]
+    assert result.findings == []

@@ -124,3 +124,21 @@ def test_docx_without_document_part_unreadable() -> None:
         read_docx(buffer.getvalue())
 
     assert caught.value.code == "unreadable-file"
+
+
+def test_entity_expansion_off_in_document() -> None:
+    laughs = ('<!DOCTYPE lolz [<!ENTITY lol "lol">'
+              + "".join(f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 2 else "") + ";") * 10}">' for i in range(2, 10))
+              + "]>")
+    data = builders.form2_report("广东甲公司")
+    source = zipfile.ZipFile(io.BytesIO(data))
+    head, body = source.read("word/document.xml").decode().split("?>", 1)
+    data = _rewrite(data, "word/document.xml", source.read("word/document.xml"),
+                    (head + "?>" + laughs + body.replace("一、项目基本情况", "&lol9;", 1)).encode())
+
+    try:
+        paragraphs = read_docx(data)
+    except FileProblem as problem:
+        assert problem.code == "unreadable-file"
+        return
+    assert not any("lollol" in p.text for p in paragraphs)

@@ -8,6 +8,7 @@ from typing import Any
 
 from openpyxl import Workbook, load_workbook
 
+from parsers.problems import FileProblem
 from parsers.sniff import FileKind, sniff
 from parsers.spreadsheet import read_workbook
 from rules.campaign import Campaign, load_campaign
@@ -194,3 +195,30 @@ def test_merged_footer_stays_out_of_data() -> None:
 
     assert [row.number for row in result.rows] == [7]
     assert result.findings == []
+
+
+LAUGHS = ('<!DOCTYPE lolz [<!ENTITY lol "lol">'
+          + "".join(f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 2 else "") + ";") * 10}">' for i in range(2, 10))
+          + "]>")
+
+
+def test_entity_expansion_off_in_workbook() -> None:
+    """A billion-laughs DOCTYPE in the shared strings is never expanded."""
+    data = builders.form1_workbook([builders.form1_row(2)])
+    source = zipfile.ZipFile(io.BytesIO(data))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as target:
+        for item in source.infolist():
+            content = source.read(item)
+            if item.filename == "xl/sharedStrings.xml":
+                head, body = content.decode().split("?>", 1)
+                content = (head + "?>" + LAUGHS + body.replace("附件1", "&lol9;", 1)).encode()
+            target.writestr(item, content)
+
+    try:
+        sheets = read_workbook(buffer.getvalue(), FileKind.XLSX)
+    except FileProblem as problem:
+        assert problem.code == "unreadable-file"
+        return
+    texts = [str(v) for sheet in sheets for row in sheet.rows for v in row.values]
+    assert not any("lollol" in text for text in texts)

@@ -49,6 +49,9 @@ def read_docx(data: bytes) -> list[Paragraph]:
     except Exception as err:  # zipfile, lxml and python-docx raise their own types on corrupt parts
         raise FileProblem("unreadable-file", reason=f"{type(err).__name__}: {err}") from err
 
+    if body is None:
+        raise FileProblem("unreadable-file", reason="word/document.xml has no body")
+
     paragraphs: list[Paragraph] = []
     previous = None
     for element in body.iter(qn("w:p")):

@@ -170,8 +170,12 @@ def attachment_filename(part: email.message.Message) -> str:
             continue
         if isinstance(raw, tuple):
             charset, _, value = raw
-            data = value.encode("latin-1", errors="surrogateescape") if isinstance(value, str) else value
-            name = decode_bytes(data, charset or None)
+            try:
+                data = value.encode("latin-1", errors="surrogateescape") if isinstance(value, str) else value
+                name = decode_bytes(data, charset or None)
+            except UnicodeEncodeError:
+                # Raw UTF-8 inside filename*= was already decoded to text by _param.
+                name = value
         else:
             name = decode_header_text(email.utils.unquote(raw))
         name = name.replace("\\", "/").rsplit("/", 1)[-1].strip()

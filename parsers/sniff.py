@@ -17,6 +17,7 @@ class FileKind(str, Enum):
     ZIP = "zip"
     SEVEN_ZIP = "7z"
     RAR = "rar"
+    TNEF = "tnef"
     XLS = "xls"
     DOC = "doc"
     ENCRYPTED_OFFICE = "encrypted-office"
@@ -40,6 +41,8 @@ def sniff(data: bytes) -> FileKind:
         return FileKind.SEVEN_ZIP
     if head.startswith(b"Rar!\x1a\x07"):
         return FileKind.RAR
+    if head.startswith(b"\x78\x9f\x3e\x22"):  # Outlook's winmail.dat: 0x223E9F78 little-endian
+        return FileKind.TNEF
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
         return _ole_kind(data)
     if head.startswith(b"%PDF"):
@@ -55,7 +58,7 @@ def _zip_kind(data: bytes) -> FileKind:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = set(archive.namelist())
-    except (zipfile.BadZipFile, ValueError, OSError):
+    except Exception:  # BadZipFile, NotImplementedError for odd versions, struct errors ...
         return FileKind.ZIP
     if "xl/workbook.xml" in names or "xl/workbook.bin" in names:
         return FileKind.XLSX
@@ -68,7 +71,7 @@ def _ole_kind(data: bytes) -> FileKind:
     try:
         with olefile.OleFileIO(io.BytesIO(data)) as ole:
             streams = {"/".join(entry) for entry in ole.listdir()}
-    except (OSError, ValueError):
+    except Exception:  # olefile can raise OSError, ValueError or RecursionError on a damaged FAT
         return FileKind.OLE
     # Password-protected OOXML files are OLE containers with an EncryptedPackage.
     if "EncryptedPackage" in streams:

@@ -40,8 +40,11 @@ def superset_charset(label: str | None) -> str:
     name = label.strip().strip('"').lower()
     name = _SUPERSETS.get(name, name)
     try:
-        codecs.lookup(name)
-    except LookupError:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):  # ValueError: a NUL inside the label
+        return "utf-8"
+    # base64, hex, rot13 ... are codecs too, but not text encodings.
+    if not getattr(info, "_is_text_encoding", True):
         return "utf-8"
     return name
 
@@ -55,7 +58,7 @@ def decode_bytes(data: bytes, label: str | None = None) -> str:
     if label:
         try:
             return data.decode(superset_charset(label))
-        except UnicodeDecodeError:
+        except (UnicodeDecodeError, UnicodeError, LookupError):
             pass
 
     for candidate in ("utf-8", "gb18030"):

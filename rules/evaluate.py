@@ -24,6 +24,7 @@ from parsers.mime import Attachment, ParsedMessage
 from parsers.problems import FileProblem
 from parsers.sniff import FileKind, sniff
 from parsers.spreadsheet import DEFAULT_MAX_ROWS, read_workbook
+from parsers.tnef import expand_tnef
 from rules.campaign import Campaign, Form
 from rules.findings import INFO, Finding, from_problem
 from rules.ignore import ignore_reason
@@ -46,6 +47,10 @@ _UNSUPPORTED_NAMES = {
     FileKind.RAR: "rar",
     FileKind.OLE: "旧版 Office",
 }
+
+
+#: Containers whose members are evaluated like attachments.
+_EXPANDERS = {FileKind.ZIP: expand_zip, FileKind.SEVEN_ZIP: expand_7z, FileKind.TNEF: expand_tnef}
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,7 @@ def _file_outcomes(name: str, data: bytes, campaign: Campaign, limits: Limits, *
         return [_report_outcome(name, data, campaign)]
     if kind == FileKind.DOC:
         return [_converted_report_outcome(name, data, campaign)]
-    if kind in (FileKind.ZIP, FileKind.SEVEN_ZIP):
+    if kind in _EXPANDERS:
         return _archive_outcomes(name, kind, data, campaign, limits, depth=depth)
     if kind == FileKind.ENCRYPTED_OFFICE:
         return [_returned(name, kind, Finding(code="encrypted-file", file=name))]
@@ -210,11 +215,12 @@ def _archive_outcomes(name: str, kind: FileKind, data: bytes, campaign: Campaign
     if depth >= limits.max_archive_depth:
         return [_returned(name, kind, Finding(code="archive-too-deep", file=name,
                                               params={"limit": limits.max_archive_depth}))]
-    expand = expand_7z if kind == FileKind.SEVEN_ZIP else expand_zip
     try:
-        expansion = expand(data, limits.archive)
+        expansion = _EXPANDERS[kind](data, limits.archive)
     except FileProblem as problem:
-        return [_returned(name, kind, from_problem(problem.code, problem.detail, file=name))]
+        # The Outlook user never saw winmail.dat, so the request is about Outlook's format.
+        code = "unreadable-tnef" if kind == FileKind.TNEF and problem.code == "unreadable-archive" else problem.code
+        return [_returned(name, kind, from_problem(code, problem.detail, file=name))]
 
     outcomes: list[FileOutcome] = []
     for member_name, problem in expansion.problems:

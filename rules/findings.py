@@ -46,6 +46,8 @@ MESSAGES: dict[str, str] = {
     "archive-too-deep": "压缩包嵌套超过 {limit} 层，内层文件未处理。请直接打包报告文件后发送。",
     "empty-archive": "压缩包中没有可处理的文件。请确认已放入报告（.docx）后重新发送。",
     "unreadable-archive": "压缩包已损坏，无法解压。请重新打包为 zip 格式后发送。",
+    "unreadable-tnef": "Outlook 把附件打包成了 winmail.dat，但该文件已损坏，无法取出其中的附件。"
+                       "请在 Outlook 中把邮件格式改为 HTML 或纯文本后重新发送。",
     "unreadable-member": "压缩包中的“{member}”已损坏，无法解压。请重新打包后发送。",
     "unreadable-file": "文件已损坏或格式无法识别，无法打开。请用 Excel 或 WPS 另存为 .xlsx（报告另存为 .docx）后重新发送。",
     "unsupported-format": "暂不支持 {format} 格式的文件。请将表格另存为 .xlsx、报告另存为 .docx，压缩包使用 zip 格式后重新发送。",

@@ -82,7 +82,7 @@ def expand_zip(data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> Expansio
 
         for info in entries:
             name = member_name(info)
-            if _is_junk(name):
+            if is_junk(name):
                 continue
 
             problem = _check_member(info, name, limits, total)
@@ -118,14 +118,14 @@ def member_name(info: zipfile.ZipInfo) -> str:
     return name.replace("\\", "/")
 
 
-def _is_junk(name: str) -> bool:
+def is_junk(name: str) -> bool:
     return name.startswith(_JUNK_PREFIXES) or posixpath.basename(name) in _JUNK_NAMES
 
 
 def _check_member(info: zipfile.ZipInfo, name: str, limits: ArchiveLimits, total: int) -> FileProblem | None:
     if info.flag_bits & _ENCRYPTED_FLAG:
         return FileProblem("encrypted-archive", member=name)
-    return _check_declared(name, info.file_size, info.compress_size, limits, total)
+    return check_declared(name, info.file_size, info.compress_size, limits, total)
 
 
 def _read_bounded(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
@@ -180,9 +180,9 @@ def expand_7z(data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> Expansion
         total = 0
         for info in entries:
             name = info.filename.replace("\\", "/")
-            if _is_junk(name):
+            if is_junk(name):
                 continue
-            problem = _check_declared(name, info.uncompressed, info.compressed, limits, total)
+            problem = check_declared(name, info.uncompressed, info.compressed, limits, total)
             if problem is not None:
                 result.problems.append((name, problem))
                 continue
@@ -206,7 +206,7 @@ def expand_7z(data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> Expansion
     return result
 
 
-def _check_declared(name: str, size: int | None, compressed: int | None, limits: ArchiveLimits,
+def check_declared(name: str, size: int | None, compressed: int | None, limits: ArchiveLimits,
                     total: int) -> FileProblem | None:
     parts = name.split("/")
     if name.startswith("/") or ".." in parts or (parts and parts[0].endswith(":")):

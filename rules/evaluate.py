@@ -22,6 +22,7 @@ from parsers.document import read_docx
 from parsers.links import find_download_links
 from parsers.mime import Attachment, ParsedMessage
 from parsers.problems import FileProblem
+from parsers.rar import expand_rar
 from parsers.sniff import FileKind, sniff
 from parsers.spreadsheet import DEFAULT_MAX_ROWS, read_workbook
 from parsers.tnef import expand_tnef
@@ -44,13 +45,13 @@ RETURNED = "returned"
 SKIPPED = "skipped"
 
 _UNSUPPORTED_NAMES = {
-    FileKind.RAR: "rar",
     FileKind.OLE: "旧版 Office",
 }
 
 
 #: Containers whose members are evaluated like attachments.
-_EXPANDERS = {FileKind.ZIP: expand_zip, FileKind.SEVEN_ZIP: expand_7z, FileKind.TNEF: expand_tnef}
+_EXPANDERS = {FileKind.ZIP: expand_zip, FileKind.SEVEN_ZIP: expand_7z, FileKind.RAR: expand_rar,
+              FileKind.TNEF: expand_tnef}
 
 
 @dataclass(frozen=True)

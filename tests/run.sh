@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v dovecot >/dev/null 2>&1 || missing+=(dovecot-imapd)
 command -v soffice >/dev/null 2>&1 || missing+=(libreoffice-writer-nogui libreoffice-calc-nogui)
+ldconfig -p 2>/dev/null | grep -q 'libarchive\.so\.13' || missing+=(libarchive13)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

@@ -247,13 +247,12 @@ def test_evaluate_only_text_note_is_no_form(campaign: Campaign) -> None:
     assert _codes(evaluation) == ["no-form"]
 
 
-def test_evaluate_unsupported_format(campaign: Campaign) -> None:
+def test_evaluate_damaged_rar_unreadable(campaign: Campaign) -> None:
     rar = b"Rar!\x1a\x07\x01\x00" + bytes(64)
     evaluation = _evaluate(_submission(("附件2.rar", rar, "application/x-rar-compressed")), campaign)
 
     assert evaluation.decision == REJECTED
-    assert _file_codes(evaluation) == {"附件2.rar": ["unsupported-format"]}
-    assert evaluation.files[0].findings[0].params["format"] == "rar"
+    assert _file_codes(evaluation) == {"附件2.rar": ["unreadable-archive"]}
 
 
 def test_evaluate_pdf_scan_only_is_no_form(campaign: Campaign) -> None:
@@ -661,7 +660,7 @@ def test_evaluate_every_message_renders(campaign: Campaign, good_report: bytes, 
     findings = list(evaluation.findings) + [f for outcome in evaluation.files for f in outcome.findings]
 
     expected = {"invalid-year", "encrypted-file", "unsafe-path", "suspicious-ratio", "member-too-large",
-                "encrypted-archive", "unreadable-archive", "archive-too-deep", "unsupported-format",
+                "encrypted-archive", "unreadable-archive", "archive-too-deep",
                 "no-data-rows", "too-many-attachments", "late"}
     assert expected <= {f.code for f in findings}
     for finding in findings:

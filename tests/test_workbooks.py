@@ -222,3 +222,23 @@ def test_entity_expansion_off_in_workbook() -> None:
         return
     texts = [str(v) for sheet in sheets for row in sheet.rows for v in row.values]
     assert not any("lollol" in text for text in texts)
+
+
+def test_wrong_dimension_record_read_whole_sheet() -> None:
+    """WPS writes <dimension ref="A1"/> whatever the sheet holds; every row must still be read."""
+    data = builders.form1_workbook([builders.form1_row(2), builders.form1_row(3)])
+    source = zipfile.ZipFile(io.BytesIO(data))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            content = source.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                start = content.index(b"<dimension ")
+                end = content.index(b"/>", start) + 2
+                content = content[:start] + b'<dimension ref="A1"/>' + content[end:]
+            target.writestr(item, content)
+
+    result = _table(buffer.getvalue())
+
+    assert [row.number for row in result.rows] == [7, 8]
+    assert result.findings == []

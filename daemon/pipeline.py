@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import email.utils
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -259,6 +260,10 @@ def parse_message_id_only(raw: bytes) -> str:
 
 
 def _fallback_received(raw: bytes) -> datetime:
-    """Date header, else now: for a Maildir message without a Received header."""
-    parsed = parse_message(raw)
-    return parsed.date or datetime.now(timezone.utc)
+    """Return the Date header, else now: for a Maildir message without a Received header."""
+    headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    try:
+        date = email.utils.parsedate_to_datetime(str(headers.get("Date", "")))
+    except (TypeError, ValueError, IndexError):
+        return datetime.now(timezone.utc)
+    return date if date.tzinfo is not None else datetime.now(timezone.utc)

@@ -24,7 +24,7 @@ def install_click_translation() -> None:
     catalogue = gettext.translation("click", localedir=LOCALE_DIR, languages=["zh_CN"], fallback=True)
     for name in _CLICK_MODULES:
         module = importlib.import_module(name)
-        # NOTE: this relies on click's module-level `_`/`ngettext` names (click 8.1 to 8.4).
+        # NOTE: this relies on click's module-level `_`/`ngettext` names, checked with click 8.4.
         if hasattr(module, "_"):
             module._ = catalogue.gettext  # type: ignore[attr-defined]
         if hasattr(module, "ngettext"):

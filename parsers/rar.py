@@ -1,7 +1,7 @@
 """Read rar archives through libarchive (Debian's libarchive13, via libarchive-c).
 
-libarchive reads RAR 1.5 to 4.x and most RAR5 archives; what it cannot read is
-returned with a reason asking for zip. Members are read block by block with the
+The tests cover RAR 4 archives; how much of RAR5 reads depends on the
+installed libarchive. What it cannot read is returned with a reason asking for zip. Members are read block by block with the
 same bounds as zip members, since rar headers can lie about sizes too.
 """
 

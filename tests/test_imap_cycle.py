@@ -169,3 +169,18 @@ def test_password_never_logged(tmp_path: Path, imap_account: ImapAccount, smtp_s
 
     assert caplog.records
     assert imap_account.password not in caplog.text
+
+
+def test_fetch_in_small_batches_gets_all(tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    for index in range(5):
+        imap_account.append(form1_mail(f"<batch{index}@xinghe-sl.example.com>",
+                                       sender=f"服务商{index} <p{index}@xinghe-sl.example.com>"))
+    config = imap_config(tmp_path, imap_account, smtp_sink)
+    config.write_text(config.read_text(encoding="utf-8").replace("[mailbox]\n", "[mailbox]\nbatch_size = 2\n", 1),
+                      encoding="utf-8")
+
+    output = run_once(config, imap_account, monkeypatch)
+
+    assert "本轮收取新邮件 5 封，处理 5 封" in output
+    assert len(smtp_sink.wait_for(5)) == 5

@@ -52,6 +52,9 @@ class Sheet:
 
     name: str
     rows: tuple[SheetRow, ...]
+    #: Cells merged across columns within one row: (row number, first column, last column),
+    #: 1-based. A header cell such as "工业企业" may cover the columns below it.
+    row_merges: tuple[tuple[int, int, int], ...] = ()
 
 
 def read_workbook(data: bytes, kind: FileKind, *, max_rows: int = DEFAULT_MAX_ROWS) -> list[Sheet]:
@@ -76,7 +79,7 @@ def _read_xlsx(data: bytes, max_rows: int) -> list[Sheet]:
     try:
         for index, worksheet in enumerate(workbook.worksheets):
             formula_rows = _rows(formulas.worksheets[index]) if formulas is not None else None
-            merges = _vertical_merges(data, worksheet._worksheet_path)
+            merges, row_merges = _merges(data, worksheet._worksheet_path)
             carried: dict[tuple[int, int], Any] = {}
             rows = []
             for number, values in enumerate(_rows(worksheet), start=1):
@@ -90,7 +93,7 @@ def _read_xlsx(data: bytes, max_rows: int) -> list[Sheet]:
                                      if _is_formula(cell) and (i >= len(values) or values[i] is None))
                 if trimmed or uncached:
                     rows.append(SheetRow(number=number, values=trimmed, uncached_formulas=uncached))
-            sheets.append(Sheet(name=worksheet.title, rows=tuple(rows)))
+            sheets.append(Sheet(name=worksheet.title, rows=tuple(rows), row_merges=row_merges))
     except FileProblem:
         raise
     except Exception as err:  # openpyxl raises many unrelated types on corrupt parts
@@ -102,15 +105,17 @@ def _read_xlsx(data: bytes, max_rows: int) -> list[Sheet]:
     return sheets
 
 
-def _vertical_merges(data: bytes, part: str) -> list[CellRange]:
-    """Return the sheet's merged ranges that span rows within one column.
+def _merges(data: bytes, part: str) -> tuple[list[CellRange], tuple[tuple[int, int, int], ...]]:
+    """Return the sheet's vertical merges and its merges across columns of one row.
 
     Senders merge a value down a column (one 供应商名称 for several rows); the
-    read-only reader shows it only in the top cell. Merges across columns are
-    titles, "示例：" and footers, which must stay in their first cell. The
-    <mergeCells> element follows the cell data, so the part is streamed.
+    read-only reader shows it only in the top cell, so these are filled down.
+    Merges across one row are titles, "示例：", footers and header group labels;
+    they are returned apart and never filled into data. The <mergeCells>
+    element follows the cell data, so the part is streamed.
     """
-    ranges: list[CellRange] = []
+    vertical: list[CellRange] = []
+    across: list[tuple[int, int, int]] = []
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive, archive.open(part.lstrip("/")) as stream:
             for _, element in etree.iterparse(stream, events=("end",), tag=f"{{{SHEET_MAIN}}}mergeCell",
@@ -121,13 +126,19 @@ def _vertical_merges(data: bytes, part: str) -> list[CellRange]:
                     cell_range = CellRange(reference)
                 except (ValueError, TypeError):
                     continue
-                if cell_range.min_col == cell_range.max_col and cell_range.max_row > cell_range.min_row:
-                    ranges.append(cell_range)
-                if len(ranges) >= MAX_MERGES:
+                _sort_merge(cell_range, vertical, across)
+                if len(vertical) + len(across) >= MAX_MERGES:
                     break
     except Exception as err:  # the value pass reports a broken file; merges are only a refinement
         log.debug("merged cells unreadable in %s: %s", part, err)
-    return ranges
+    return vertical, tuple(across)
+
+
+def _sort_merge(cell_range: CellRange, vertical: list[CellRange], across: list[tuple[int, int, int]]) -> None:
+    if cell_range.min_col == cell_range.max_col and cell_range.max_row > cell_range.min_row:
+        vertical.append(cell_range)
+    elif cell_range.min_row == cell_range.max_row and cell_range.max_col > cell_range.min_col:
+        across.append((cell_range.min_row, cell_range.min_col, cell_range.max_col))
 
 
 def _fill_merged(number: int, values: tuple[Any, ...], merges: list[CellRange],
@@ -193,9 +204,10 @@ def _is_formula(cell: Any) -> bool:
 
 def _read_xls(data: bytes, max_rows: int) -> list[Sheet]:
     # xlrd writes its warnings about damaged files to a log file, stdout by default.
+    # formatting_info gives the merged cells; xlrd only reads it for .xls files.
     warnings = io.StringIO()
     try:
-        book = xlrd.open_workbook(file_contents=data, on_demand=True, logfile=warnings)
+        book = xlrd.open_workbook(file_contents=data, on_demand=True, logfile=warnings, formatting_info=True)
     except Exception as err:  # xlrd raises XLRDError, struct.error, AssertionError ...
         raise FileProblem("unreadable-file", reason=f"{type(err).__name__}: {err}") from err
 
@@ -205,13 +217,22 @@ def _read_xls(data: bytes, max_rows: int) -> list[Sheet]:
             sheet = book.sheet_by_index(index)
             if sheet.nrows > max_rows:
                 raise FileProblem("too-many-rows", sheet=sheet.name, limit=max_rows)
+            merges: list[CellRange] = []
+            across: list[tuple[int, int, int]] = []
+            for low_row, high_row, low_col, high_col in sheet.merged_cells[:MAX_MERGES]:
+                # xlrd ranges are 0-based and exclusive at the high end.
+                _sort_merge(CellRange(min_col=low_col + 1, min_row=low_row + 1, max_col=high_col, max_row=high_row),
+                            merges, across)
+            carried: dict[tuple[int, int], Any] = {}
             rows = []
             for r in range(sheet.nrows):
                 values = tuple(_xls_value(sheet.cell(r, c), book.datemode) for c in range(min(sheet.ncols, MAX_COLUMNS)))
+                if merges:
+                    values = _fill_merged(r + 1, values, merges, carried)
                 trimmed = _trim(values)
                 if trimmed:
                     rows.append(SheetRow(number=r + 1, values=trimmed))
-            sheets.append(Sheet(name=sheet.name, rows=tuple(rows)))
+            sheets.append(Sheet(name=sheet.name, rows=tuple(rows), row_merges=tuple(across)))
             book.unload_sheet(index)
     except FileProblem:
         raise

@@ -26,6 +26,8 @@ MESSAGES: dict[str, str] = {
                       "{column}不能超过{other_column}，请核对后更正。",
     "formula-without-value": "{where}“{column}”是公式，但文件中没有保存计算结果，无法读取数值。"
                              "请在 Excel 或 WPS 中打开文件，确认公式已计算后重新保存（或复制后“选择性粘贴为数值”）再发送。",
+    "missing-column": "{where}的表头中找不到“{column}”列。请使用通知所附模板填写，不要删除、合并或改名表头中的列。",
+    "duplicate-id": "{where}“{column}”“{value}”与第 {first_row} 行重复，同一项目只需填写一行，请核对后删除或更正。",
     "no-data-rows": "表中没有填写任何数据行（模板的示例行不计入），请在示例行下方逐行填写后重新发送。",
     # Sections of a report.
     "missing-section": "报告缺少“{section}”部分，请按提纲补齐四个部分后重新发送。",

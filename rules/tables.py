@@ -79,9 +79,28 @@ def read_table(sheets: list[Sheet], campaign: Campaign, *, file: str) -> TableRe
         result.rows.append(row)
         result.findings.extend(findings)
 
+    for column in layout.form.columns:
+        if column.required and column.key not in layout.positions:
+            result.findings.append(Finding(code="missing-column", file=file, sheet=layout.sheet.name,
+                                           row=result.header_row, column=column.label))
+    _check_duplicate_ids(result, file)
+
     if not result.rows:
         result.findings.append(Finding(code="no-data-rows", file=file, sheet=layout.sheet.name))
     return result
+
+
+def _check_duplicate_ids(result: TableResult, file: str) -> None:
+    first_row: dict[str, int] = {}
+    for row in result.rows:
+        code = row.values.get("申请编号")
+        if not isinstance(code, str) or not code:
+            continue
+        if code in first_row:
+            result.findings.append(Finding(code="duplicate-id", file=file, sheet=result.sheet, row=row.number,
+                                           column="申请编号", value=code, params={"first_row": first_row[code]}))
+        else:
+            first_row[code] = row.number
 
 
 def _find_layout(sheets: list[Sheet], campaign: Campaign) -> _Layout | None:
@@ -126,12 +145,26 @@ def _header_candidates(sheet: Sheet, index: int) -> list[tuple[int, list[set[str
 
     if index + 1 < len(sheet.rows) and sheet.rows[index + 1].number == row.number + 1:
         lower = sheet.rows[index + 1].values
-        width = max(len(row.values), len(lower))
-        upper = row.values + (None,) * (width - len(row.values))
+        spread = _spread_merges(row, sheet)
+        width = max(len(spread), len(lower))
+        upper = spread + (None,) * (width - len(spread))
         below = lower + (None,) * (width - len(lower))
         joined = [{_key(a), _key(b), _key(f"{a or ''}{b or ''}")} for a, b in zip(upper, below)]
         candidates.append((2, joined))
     return candidates
+
+
+def _spread_merges(row: SheetRow, sheet: Sheet) -> tuple[Any, ...]:
+    """Copy a header cell merged across columns ("工业企业" over 名称, 地址, 联系方式) onto each column."""
+    values = list(row.values)
+    for number, first, last in sheet.row_merges:
+        if number != row.number or first > len(values):
+            continue
+        values.extend([None] * (last - len(values)))
+        for column in range(first, last):
+            if values[column] is None:
+                values[column] = values[first - 1]
+    return tuple(values)
 
 
 def _key(value: Any) -> str:
@@ -164,6 +197,11 @@ def _is_data_row(cells: dict[str, Any], campaign: Campaign, *, first_key: str) -
     # Only the leftmost column filled: an empty numbered row, "示例：" or a footer
     # (merged across the row, so its text sits in the first cell).
     if set(filled) <= {"序号", first_key}:
+        return False
+
+    # A totals row closes many Chinese forms: 合计, 小计 or 总计 in one of its first cells.
+    leading = [_normalise_text(value) for value in list(cells.values())[:3]]
+    if any(text is not None and re.fullmatch(r"(合\s*计|小\s*计|总\s*计)[:：]?", text) for text in leading):
         return False
 
     code = _normalise_text(cells.get("申请编号"))

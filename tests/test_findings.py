@@ -11,7 +11,7 @@ PARAMS = {
     "section": "三、存在问题", "guidance": "包括但不限于", "member": "附件2-甲.docx", "limit": 200, "limit_mb": 50,
     "count": 300, "ratio": 9000, "format": ".wps", "target": ".docx", "sheet": "附件1", "names": "“汇总表.xlsx”",
     "size": "80.5 MB", "form": "附件1《上云上平台实施项目情况汇总表（服务商填写）》", "deadline": "2020年9月18日 24:00",
-    "received": "2020年9月19日 10:00", "member_note": "（“a.docx”）",
+    "received": "2020年9月19日 10:00", "member_note": "（“a.docx”）", "first_row": 7,
 }
 
 #: Words that tell the sender what to do next.

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import zipfile
+from pathlib import Path
 from typing import Any
 
+import pytest
 from openpyxl import Workbook, load_workbook
 
+from parsers.convert import libreoffice_binary
 from parsers.problems import FileProblem
 from parsers.sniff import FileKind, sniff
 from parsers.spreadsheet import read_workbook
@@ -242,3 +246,74 @@ def test_wrong_dimension_record_read_whole_sheet() -> None:
 
     assert [row.number for row in result.rows] == [7, 8]
     assert result.findings == []
+
+
+def test_deleted_required_column_is_finding() -> None:
+    header = [h for h in builders.FORM1_HEADER if not h.startswith("代理商")]
+    row = [v for i, v in enumerate(builders.form1_row(2)) if not builders.FORM1_HEADER[i].startswith("代理商")]
+    workbook = Workbook()
+    workbook.active.append(header)
+    workbook.active.append(row)
+
+    result = _table(_save(workbook))
+
+    assert _codes(result) == [("missing-column", 1, "代理商（或合作方）名称")]
+    assert "找不到“代理商（或合作方）名称”列" in result.findings[0].message()
+
+
+def test_header_merged_across_columns_over_second_row() -> None:
+    """"工业企业" spans D:F above 名称, 地址, 联系方式; every one of them must be matched."""
+    upper = list(builders.FORM1_HEADER)
+    upper[3], upper[4], upper[5] = "工业企业", None, None
+    lower: list[Any] = [None] * 13
+    lower[3], lower[4], lower[5] = "名称", "地址", "联系方式"
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(upper)
+    sheet.append(lower)
+    sheet.merge_cells("D1:F1")
+    sheet.append(builders.form1_row(2))
+
+    result = _table(_save(workbook))
+
+    assert result.findings == []
+    assert result.rows[0].values["工业企业地址"] == builders.form1_row(2)[4]
+    assert result.rows[0].values["工业企业联系方式"] == builders.form1_row(2)[5]
+
+
+def test_totals_row_not_data() -> None:
+    totals: list[Any] = ["合计"] + [None] * 8 + [100, 40, None, None]
+    rows = [builders.form1_row(2), builders.form1_row(3), totals]
+    result = _table(builders.form1_workbook(rows))
+
+    assert [row.number for row in result.rows] == [7, 8]
+    assert result.findings == []
+
+
+def test_duplicate_application_id_is_finding() -> None:
+    rows = [builders.form1_row(2), builders.form1_row(3, 申请编号=builders.form1_row(2)[2])]
+
+    result = _table(builders.form1_workbook(rows))
+
+    assert _codes(result) == [("duplicate-id", 8, "申请编号")]
+    assert "与第 7 行重复" in result.findings[0].message()
+
+
+def test_xls_value_merged_down_column(tmp_path: Path) -> None:
+    """The same merge in an .xls (made by LibreOffice) is filled down too."""
+    if libreoffice_binary() is None:
+        pytest.skip("LibreOffice is not installed (apt-get install libreoffice-calc-nogui)")
+    rows = [builders.form1_row(2), builders.form1_row(3, 供应商名称=None), builders.form1_row(4, 供应商名称=None)]
+    workbook = load_workbook(io.BytesIO(builders.form1_workbook(rows)))
+    workbook.active.merge_cells("G7:G9")
+    (tmp_path / "form.xlsx").write_bytes(_save(workbook))
+    subprocess.run([libreoffice_binary() or "soffice", f"-env:UserInstallation=file://{tmp_path}/profile", "--headless",
+                    "--convert-to", "xls", "--outdir", str(tmp_path), str(tmp_path / "form.xlsx")],
+                   check=True, capture_output=True, timeout=120)
+    data = (tmp_path / "form.xls").read_bytes()
+
+    result = _table(data)
+
+    assert sniff(data) == FileKind.XLS
+    assert result.findings == []
+    assert len(result.rows) == 3

@@ -59,6 +59,8 @@ class Form:
     row_checks: tuple[RowCheck, ...] = ()
     sections: tuple[str, ...] = ()
     guidance: tuple[str, ...] = ()
+    #: Other headings senders use for a section ("下一步工作计划" for "四、工作计划").
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     #: Whether the campaign's listed submitters (the cities) are the ones who send it.
     from_submitters: bool = False
 
@@ -171,6 +173,7 @@ def _form(item: dict[str, Any]) -> Form:
         submitter=item.get("submitter", ""), deadline=deadline, columns=columns, row_checks=checks,
         sections=tuple(item.get("sections", ())), guidance=tuple(item.get("guidance", ())),
         from_submitters=bool(item.get("from_submitters", False)),
+        aliases={section: tuple(names) for section, names in item.get("aliases", {}).items()},
     )
 
 

@@ -186,7 +186,7 @@ def _report_outcome(name: str, data: bytes, campaign: Campaign) -> FileOutcome:
 
     report = read_report(paragraphs, campaign, file=name)
     if report is None:
-        return _returned(name, FileKind.DOCX, Finding(code="not-a-form", file=name))
+        return _returned(name, FileKind.DOCX, Finding(code="not-a-report", file=name))
     status = PASSED if report.passed else RETURNED
     return FileOutcome(name=name, kind=FileKind.DOCX, status=status, form=report.form, report=report,
                        findings=list(report.findings))

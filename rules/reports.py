@@ -52,7 +52,7 @@ def read_report(paragraphs: list[Paragraph], campaign: Campaign, *, file: str) -
 
 
 def _read(form: Form, paragraphs: list[Paragraph], file: str) -> ReportResult | None:
-    bases = [_base(section) for section in form.sections]
+    bases = [[_base(section), *(_base(alias) for alias in form.aliases.get(section, ()))] for section in form.sections]
     starts: dict[int, int] = {}
     inline: dict[int, str] = {}
     for index, paragraph in enumerate(paragraphs):
@@ -82,7 +82,7 @@ def _read(form: Form, paragraphs: list[Paragraph], file: str) -> ReportResult | 
             result.findings.append(Finding(code="empty-section", file=file, params={"section": section}))
         elif _only_guidance(text, form.guidance):
             result.findings.append(Finding(code="unfilled-section", file=file,
-                                           params={"section": section, "guidance": text[:12]}))
+                                           params={"section": section, "guidance": _guidance_quote(text)}))
     return result
 
 
@@ -90,25 +90,37 @@ def _base(heading: str) -> str:
     return _PREFIX.sub("", unicodedata.normalize("NFKC", heading)).strip()
 
 
-def _split_heading(text: str, bases: list[str]) -> tuple[int, str] | None:
-    """Return the section a heading paragraph opens and any text after its colon."""
+def _split_heading(text: str, names: list[list[str]]) -> tuple[int, str] | None:
+    """Return the section a heading paragraph opens and any text after it on the same line.
+
+    A heading may be followed by its answer after a colon ("三、存在问题：暂无。") or by
+    the outline's guidance in brackets ("三、存在问题（包括……）"), which is dropped.
+    """
     stripped = _base(text)
-    for position, base in enumerate(bases):
-        if not stripped.startswith(base):
-            continue
-        rest = stripped[len(base):]
-        # "三、存在问题：暂无。" is a heading followed by its text on the same line.
-        if rest[:1] in ("：", ":"):
-            return position, rest[1:].strip()
-        if len(rest) <= HEADING_SLACK:
-            return position, ""
+    for position, candidates in enumerate(names):
+        for name in candidates:
+            if not stripped.startswith(name):
+                continue
+            rest = stripped[len(name):]
+            if rest[:1] == "(" and ")" in rest:
+                rest = rest[rest.index(")") + 1:].strip()
+            if rest[:1] in ("：", ":"):
+                return position, rest[1:].strip()
+            if len(rest) <= HEADING_SLACK:
+                return position, ""
     return None
 
 
 def _only_guidance(text: str, guidance: tuple[str, ...]) -> bool:
-    """True when every paragraph of a section starts with the outline's guidance."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    """True when every paragraph of a section starts with the outline's guidance, brackets aside."""
+    lines = [line.strip().lstrip("（(【[ 　") for line in text.splitlines() if line.strip()]
     return bool(lines) and all(any(line.startswith(g) for g in guidance) for line in lines)
+
+
+def _guidance_quote(text: str) -> str:
+    """The start of the guidance a section holds, up to its first pause, for the message."""
+    first = text.strip().lstrip("（(【[ 　")
+    return re.split(r"[、，。,；;]", first, maxsplit=1)[0][:20]
 
 
 def _unit(paragraphs: list[Paragraph]) -> str:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import zipfile
+from datetime import datetime, timezone
 
 import docx
 import pytest
 
 from parsers.document import read_docx
+from parsers.mime import parse_message
 from parsers.problems import FileProblem
 from rules.campaign import load_campaign
+from rules.evaluate import evaluate
 from rules.reports import ReportResult, read_report
 from tests import builders
 from tests.support import REPO
@@ -142,3 +145,57 @@ def test_entity_expansion_off_in_document() -> None:
         assert problem.code == "unreadable-file"
         return
     assert not any("lollol" in p.text for p in paragraphs)
+
+
+def _document(paragraphs: list[str]) -> bytes:
+    document = docx.Document()
+    for text in paragraphs:
+        document.add_paragraph(text)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def test_guidance_in_brackets_is_unfilled() -> None:
+    data = _document(["一、项目基本情况", "内容。", "二、项目建设情况", "内容。", "三、存在问题",
+                      "（包括项目建设过程中存在的问题、项目中期检查或绩效评价中的发现问题。）", "四、工作计划", "内容。"])
+
+    result = _report(data)
+
+    assert [(f.code, f.params["section"]) for f in result.findings] == [("unfilled-section", "三、存在问题")]
+    assert result.findings[0].params["guidance"] == "包括项目建设过程中存在的问题"
+
+
+def test_heading_carrying_its_guidance() -> None:
+    data = _document(["一、项目基本情况（包括但不限于项目承担单位基本情况）", "内容一。",
+                      "二、项目建设情况（包括但不限于项目当前建设进展）", "内容二。",
+                      "三、存在问题（包括项目建设过程中存在的问题）", "内容三。",
+                      "四、工作计划（包括已开展的整改工作）", "内容四。"])
+
+    result = _report(data)
+
+    assert result.findings == []
+    assert result.sections["三、存在问题"] == "内容三。"
+
+
+def test_heading_variants_accepted() -> None:
+    data = _document(["一、项目基本情况", "内容一。", "二、项目建设情况", "内容二。",
+                      "三、项目存在的问题", "内容三。", "四、下一步工作计划", "内容四。"])
+
+    result = _report(data)
+
+    assert result.findings == []
+    assert result.sections["四、工作计划"] == "内容四。"
+
+
+def test_document_without_outline_not_a_report() -> None:
+    raw = builders.mail(sender="江门市工业和信息化局 <gxj@jiangmen.example.org>", subject="报告",
+                        message_id="<note@jiangmen.example.org>",
+                        attachments=[("通知.docx", _document(["关于报送材料的说明", "请按时报送。"]), builders.DOCX_TYPE)])
+
+    evaluation = evaluate(parse_message(raw), CAMPAIGN, received=datetime(2020, 9, 15, tzinfo=timezone.utc),
+                          own_addresses=frozenset())
+
+    findings = evaluation.returned()[0].findings
+    assert [f.code for f in findings] == ["not-a-report"]
+    assert "附件2提纲的四个部分" in findings[0].message()

@@ -186,7 +186,7 @@ def test_evaluate_rejected_unrelated_document(campaign: Campaign) -> None:
     evaluation = _evaluate(_submission(("通知.docx", buffer.getvalue(), DOCX_TYPE)), campaign)
 
     assert evaluation.decision == REJECTED
-    assert _file_codes(evaluation) == {"通知.docx": ["not-a-form"]}
+    assert _file_codes(evaluation) == {"通知.docx": ["not-a-report"]}
 
 
 def test_evaluate_report_missing_section(campaign: Campaign) -> None:

@@ -39,6 +39,8 @@ def cli(ctx: click.Context, config: str | None, verbose: int) -> None:
     """intake：自动处理报送邮箱——收取邮件、校验表格、自动回复、生成汇总。"""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # mail-parser logs every header it reads at DEBUG, which drowns intake's own lines.
+    logging.getLogger("mailparser").setLevel(max(level, logging.INFO))
     ctx.ensure_object(dict)
     # Settings are read by each command, so that --help works without a configuration.
     ctx.obj["config"] = config

@@ -163,6 +163,10 @@ def process_message(session: Session, pk: int, settings: Settings, campaign: Cam
         evaluation = evaluate(parsed, campaign, received=stored.received_at,
                               own_addresses=settings.own_addresses, limits=settings.limits)
 
+    if _thanks_for_our_reply(session, parsed, evaluation):
+        # "收到，谢谢" to an acknowledgement: answering it would start a loop of courtesies.
+        evaluation = Evaluation(decision=IGNORED, late=False, ignore_reason="reply to our own message, no attachment")
+
     submission = _record_submission(session, stored, parsed, evaluation, campaign)
     decision = Decision(submission=submission, decision=evaluation.decision, late=evaluation.late,
                         ignore_reason=evaluation.ignore_reason)
@@ -221,6 +225,19 @@ def _record_submission(session: Session, stored: StoredMessage, parsed: ParsedMe
     for finding in evaluation.findings:
         session.add(_problem(submission, finding))
     return submission
+
+
+def _thanks_for_our_reply(session: Session, parsed: ParsedMessage, evaluation: Evaluation) -> bool:
+    """True for a message without attachments or links that answers one of our own emails."""
+    if evaluation.decision != "rejected" or parsed.attachments:
+        return False
+    if any(f.code != "no-attachment" for f in evaluation.findings):
+        return False
+    referenced = set((parsed.header("in-reply-to") + " " + parsed.header("references")).split())
+    if not referenced:
+        return False
+    query = select(OutboxItem.id).where(OutboxItem.message_id.in_(referenced)).limit(1)
+    return session.execute(query).first() is not None
 
 
 def _problem(submission: Submission, finding: Finding) -> Problem:

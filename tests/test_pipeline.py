@@ -249,3 +249,24 @@ def test_oversized_message_rejected_and_kept(tmp_path: Path, store_url: str) -> 
     with service.database.session() as session:
         assert session.execute(select(StoredMessage.raw)).scalar_one() == raw
     service.close()
+
+
+def test_thanks_for_our_reply_gets_no_reply(tmp_path: Path, store_url: str) -> None:
+    box = _maildir(tmp_path)
+    _deliver(box, _form1_mail("<sent@xinghe-sl.example.com>", [builders.form1_row(2)]))
+    service = _service(tmp_path, store_url)
+    service.cycle()
+    with service.database.session() as session:
+        our_id = session.execute(select(OutboxItem.message_id)).scalar_one()
+    _deliver(box, builders.mail(sender=PROVIDER, subject="回复：已受理", message_id="<thanks@xinghe-sl.example.com>",
+                                body="收到，谢谢！", headers={"In-Reply-To": our_id, "References": our_id}))
+    _deliver(box, builders.mail(sender=PROVIDER, subject="补充", message_id="<other@xinghe-sl.example.com>",
+                                body="请查收"))
+
+    report = service.cycle()
+
+    decisions = {p.message_id: p.decision for p in report.processed}
+    assert decisions["<thanks@xinghe-sl.example.com>"] == "ignored"
+    assert decisions["<other@xinghe-sl.example.com>"] == "rejected"
+    assert report.sent == 1
+    service.close()

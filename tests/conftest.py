@@ -5,29 +5,35 @@ from __future__ import annotations
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from tests.mailstack import Dovecot, ImapAccount, SmtpSink, find_dovecot_binary
 
+DovecotT = TypeVar("DovecotT", bound=Dovecot)
+
 
 # ---- Mail stack fixtures (tests/mailstack.py): Dovecot IMAP and an SMTP sink on 127.0.0.1 ----
 
 
-def dovecot_root(prefix: str) -> Iterator[Path]:
-    """Yield a fresh folder for a Dovecot instance outside pytest's temporary tree.
+def running_dovecot(factory: Callable[[Path], DovecotT], prefix: str) -> Iterator[DovecotT]:
+    """Start a Dovecot made by `factory` in a fresh folder, yield it, then stop it and remove the folder.
 
+    The folder sits directly under the system temp folder, outside pytest's tree:
     pytest keeps /tmp/pytest-of-USER at mode 0700 and resets it whenever another
-    pytest run starts; Dovecot's auth process (user dovecot) then loses access to
-    the password files below it. A folder directly under the system temp folder
-    keeps the permissions the stack sets.
+    pytest run starts, and Dovecot's auth process (user dovecot) then loses access
+    to the password files below it.
     """
     root = Path(tempfile.mkdtemp(prefix=prefix))
+    server = factory(root)
     try:
-        yield root
+        server.start()
+        yield server
     finally:
+        server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -44,13 +50,7 @@ def dovecot() -> Iterator[Dovecot]:
     except RuntimeError as error:
         pytest.fail(str(error), pytrace=False)
 
-    for root in dovecot_root("intake-dovecot-"):
-        server = Dovecot(root)
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    yield from running_dovecot(Dovecot, "intake-dovecot-")
 
 
 @pytest.fixture

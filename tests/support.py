@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,6 +19,20 @@ from tests.mailstack import ImapAccount, SmtpSink
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD_ENV = "INTAKE_TEST_IMAP_PASSWORD"
 POSTGRES_URL = os.environ.get("INTAKE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def rewrite_part(data: bytes, part: str, transform: Callable[[bytes], bytes], *,
+                 extra: dict[str, bytes] | None = None) -> bytes:
+    """Return the zip package `data` with `part` passed through `transform` and `extra` parts added."""
+    source = zipfile.ZipFile(io.BytesIO(data))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            content = source.read(item)
+            target.writestr(item, transform(content) if item.filename == part else content)
+        for name, content in (extra or {}).items():
+            target.writestr(name, content)
+    return buffer.getvalue()
 
 
 def write_config(folder: Path, *, mailbox: str, store_url: str, outbox: str = 'transport = "file"\ndir = "outbox"',

@@ -16,7 +16,7 @@ from rules.campaign import load_campaign
 from rules.evaluate import evaluate
 from rules.reports import ReportResult, read_report
 from tests import builders
-from tests.support import REPO
+from tests.support import REPO, rewrite_part
 
 CAMPAIGN = load_campaign(REPO / "rules" / "notice_2020_858.toml")
 SECTIONS = ["项目基本情况", "项目建设情况", "存在问题", "工作计划"]
@@ -24,16 +24,8 @@ W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 
 
 def _rewrite(data: bytes, part: str, old: bytes, new: bytes) -> bytes:
-    source = zipfile.ZipFile(io.BytesIO(data))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
-        for item in source.infolist():
-            content = source.read(item)
-            if item.filename == part:
-                assert old in content
-                content = content.replace(old, new, 1)
-            target.writestr(item, content)
-    return buffer.getvalue()
+    assert old in zipfile.ZipFile(io.BytesIO(data)).read(part)
+    return rewrite_part(data, part, lambda content: content.replace(old, new, 1))
 
 
 def _report(data: bytes) -> ReportResult:

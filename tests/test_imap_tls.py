@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from daemon.cli import cli
 from tests import builders
-from tests.conftest import dovecot_root
+from tests.conftest import running_dovecot
 from tests.mailstack import Dovecot, ImapAccount, SmtpSink, find_free_port
 from tests.support import PASSWORD_ENV, write_config
 
@@ -55,13 +55,7 @@ service imap-login {{
 
 @pytest.fixture(scope="module")
 def tls_dovecot() -> Iterator[TlsDovecot]:
-    for root in dovecot_root("intake-tlsdovecot-"):
-        server = TlsDovecot(root)
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    yield from running_dovecot(TlsDovecot, "intake-tlsdovecot-")
 
 
 @pytest.mark.parametrize("security", ["tls", "starttls"])

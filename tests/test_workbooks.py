@@ -18,7 +18,7 @@ from parsers.spreadsheet import read_workbook
 from rules.campaign import Campaign, load_campaign
 from rules.tables import TableResult, read_table
 from tests import builders
-from tests.support import REPO
+from tests.support import REPO, rewrite_part
 
 CAMPAIGN: Campaign = load_campaign(REPO / "rules" / "notice_2020_858.toml")
 
@@ -74,18 +74,10 @@ def test_formula_with_cached_value_reads_value() -> None:
 
 def _with_cached_formula(data: bytes, *, cell: str, formula: str, value: str) -> bytes:
     """Rewrite one numeric cell into a formula with a cached result, as Excel saves it."""
-    source = zipfile.ZipFile(io.BytesIO(data))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
-        for item in source.infolist():
-            content = source.read(item)
-            if item.filename == "xl/worksheets/sheet1.xml":
-                old = f'<c r="{cell}" t="n"><v>{value}</v></c>'.encode()
-                new = f'<c r="{cell}"><f>{formula}</f><v>{value}</v></c>'.encode()
-                assert old in content
-                content = content.replace(old, new)
-            target.writestr(item, content)
-    return buffer.getvalue()
+    old = f'<c r="{cell}" t="n"><v>{value}</v></c>'.encode()
+    new = f'<c r="{cell}"><f>{formula}</f><v>{value}</v></c>'.encode()
+    assert old in zipfile.ZipFile(io.BytesIO(data)).read("xl/worksheets/sheet1.xml")
+    return rewrite_part(data, "xl/worksheets/sheet1.xml", lambda content: content.replace(old, new))
 
 
 def test_two_row_header_with_group_label() -> None:
@@ -156,17 +148,11 @@ def test_xlsm_read_without_running_macros() -> None:
 
 def _with_vba_part(data: bytes) -> bytes:
     """Add a vbaProject.bin part and the macro-enabled content type, as Excel saves .xlsm."""
-    source = zipfile.ZipFile(io.BytesIO(data))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
-        for item in source.infolist():
-            content = source.read(item)
-            if item.filename == "[Content_Types].xml":
-                content = content.replace(b"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
-                                          b"application/vnd.ms-excel.sheet.macroEnabled.main+xml")
-            target.writestr(item, content)
-        target.writestr("xl/vbaProject.bin", b"\xd0\xcf\x11\xe0 not a real macro project")
-    return buffer.getvalue()
+    return rewrite_part(
+        data, "[Content_Types].xml",
+        lambda content: content.replace(b"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
+                                        b"application/vnd.ms-excel.sheet.macroEnabled.main+xml"),
+        extra={"xl/vbaProject.bin": b"\xd0\xcf\x11\xe0 not a real macro project"})
 
 
 def test_numbers_as_text_and_units_normalised() -> None:
@@ -208,19 +194,14 @@ LAUGHS = ('<!DOCTYPE lolz [<!ENTITY lol "lol">'
 
 def test_entity_expansion_off_in_workbook() -> None:
     """A billion-laughs DOCTYPE in the shared strings is never expanded."""
-    data = builders.form1_workbook([builders.form1_row(2)])
-    source = zipfile.ZipFile(io.BytesIO(data))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as target:
-        for item in source.infolist():
-            content = source.read(item)
-            if item.filename == "xl/sharedStrings.xml":
-                head, body = content.decode().split("?>", 1)
-                content = (head + "?>" + LAUGHS + body.replace("附件1", "&lol9;", 1)).encode()
-            target.writestr(item, content)
+    def add_laughs(content: bytes) -> bytes:
+        head, body = content.decode().split("?>", 1)
+        return (head + "?>" + LAUGHS + body.replace("附件1", "&lol9;", 1)).encode()
+
+    data = rewrite_part(builders.form1_workbook([builders.form1_row(2)]), "xl/sharedStrings.xml", add_laughs)
 
     try:
-        sheets = read_workbook(buffer.getvalue(), FileKind.XLSX)
+        sheets = read_workbook(data, FileKind.XLSX)
     except FileProblem as problem:
         assert problem.code == "unreadable-file"
         return
@@ -230,19 +211,15 @@ def test_entity_expansion_off_in_workbook() -> None:
 
 def test_wrong_dimension_record_read_whole_sheet() -> None:
     """WPS writes <dimension ref="A1"/> whatever the sheet holds; every row must still be read."""
-    data = builders.form1_workbook([builders.form1_row(2), builders.form1_row(3)])
-    source = zipfile.ZipFile(io.BytesIO(data))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
-        for item in source.infolist():
-            content = source.read(item)
-            if item.filename == "xl/worksheets/sheet1.xml":
-                start = content.index(b"<dimension ")
-                end = content.index(b"/>", start) + 2
-                content = content[:start] + b'<dimension ref="A1"/>' + content[end:]
-            target.writestr(item, content)
+    def claim_a1(content: bytes) -> bytes:
+        start = content.index(b"<dimension ")
+        end = content.index(b"/>", start) + 2
+        return content[:start] + b'<dimension ref="A1"/>' + content[end:]
 
-    result = _table(buffer.getvalue())
+    data = rewrite_part(builders.form1_workbook([builders.form1_row(2), builders.form1_row(3)]),
+                        "xl/worksheets/sheet1.xml", claim_a1)
+
+    result = _table(data)
 
     assert [row.number for row in result.rows] == [7, 8]
     assert result.findings == []

@@ -94,6 +94,7 @@ class Settings:
     digest_to: tuple[str, ...]
     max_message_bytes: int
     max_send_attempts: int
+    max_process_attempts: int
     limits: Limits = field(default_factory=Limits)
 
     @property
@@ -158,6 +159,7 @@ def _settings(raw: dict[str, Any], path: Path) -> Settings:
         digest_to=tuple(str(a) for a in digest_to),
         max_message_bytes=_positive_int(limits, "message_bytes", 50 * 1024 * 1024, "limits"),
         max_send_attempts=_positive_int(outbox, "max_attempts", 5, "outbox"),
+        max_process_attempts=_positive_int(schedule, "process_attempts", 3, "schedule"),
         limits=Limits(
             max_attachments=_positive_int(limits, "attachments", 30, "limits"),
             max_archive_depth=_positive_int(limits, "archive_depth", 3, "limits"),

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from daemon.config import Settings
@@ -120,11 +120,17 @@ def process_pending(database: Database, settings: Settings, campaign: Campaign,
                     renderer: ReplyRenderer) -> tuple[list[Processed], list[str]]:
     """Process every archived message not yet processed, each in its own transaction.
 
-    Returns the results and the Message-IDs whose processing failed.
+    A message whose processing failed is tried again on later cycles, up to
+    `max_process_attempts` in all, because many failures (a busy database, a
+    full disk) pass. Returns the results and the Message-IDs that failed now.
     """
     with database.session() as session:
         pending = list(session.execute(
-            select(StoredMessage.id).where(StoredMessage.status == "new").order_by(StoredMessage.id)
+            select(StoredMessage.id)
+            .where(or_(StoredMessage.status == "new",
+                       and_(StoredMessage.status == "failed",
+                            StoredMessage.attempts < settings.max_process_attempts)))
+            .order_by(StoredMessage.id)
         ).scalars())
 
     results = []
@@ -137,9 +143,12 @@ def process_pending(database: Database, settings: Settings, campaign: Campaign,
             # The raw message stays archived; `intake reparse` can run it again.
             log.exception("processing failed for message pk=%s", pk)
             with database.session() as session:
-                session.execute(update(StoredMessage).where(StoredMessage.id == pk)
-                                .values(status="failed", error=f"{type(err).__name__}: {err}"))
-                failed.append(session.get(StoredMessage, pk).message_id)  # type: ignore[union-attr]
+                stored = session.get(StoredMessage, pk)
+                assert stored is not None
+                stored.status = "failed"
+                stored.attempts += 1
+                stored.error = f"{type(err).__name__}: {err}"
+                failed.append(stored.message_id)
     return results, failed
 
 

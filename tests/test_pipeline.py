@@ -15,6 +15,7 @@ from daemon.config import load_settings
 from daemon.digest import render_digest
 from daemon.export import export_workbook
 from daemon.pipeline import process_message
+from rules.evaluate import evaluate as evaluate_message
 from daemon.service import Service
 from daemon.store import Decision, OutboxItem, RowRecord, StoredMessage, Submission
 from tests import builders
@@ -269,4 +270,37 @@ def test_thanks_for_our_reply_gets_no_reply(tmp_path: Path, store_url: str) -> N
     assert decisions["<thanks@xinghe-sl.example.com>"] == "ignored"
     assert decisions["<other@xinghe-sl.example.com>"] == "rejected"
     assert report.sent == 1
+    service.close()
+
+
+def test_failed_message_retried_until_limit(tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    box = _maildir(tmp_path)
+    _deliver(box, _form1_mail("<flaky@xinghe-sl.example.com>", [builders.form1_row(2)]))
+    _deliver(box, _form1_mail("<broken@kaiyuan-yun.example.net>", [builders.form1_row(2)],
+                              sender="罗志强 <luozq@kaiyuan-yun.example.net>"))
+    service = _service(tmp_path, store_url)
+    real_evaluate = evaluate_message
+    calls = {"flaky": 0}
+
+    def sometimes(message, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if message.message_id == "<broken@kaiyuan-yun.example.net>":
+            raise OSError("disk full")
+        calls["flaky"] += 1
+        if calls["flaky"] == 1:
+            raise OSError("database busy")
+        return real_evaluate(message, *args, **kwargs)
+
+    monkeypatch.setattr("daemon.pipeline.evaluate", sometimes)
+    reports = [service.cycle() for _ in range(4)]
+
+    assert reports[0].failed == ["<flaky@xinghe-sl.example.com>", "<broken@kaiyuan-yun.example.net>"]
+    assert [p.message_id for p in reports[1].processed] == ["<flaky@xinghe-sl.example.com>"]
+    assert reports[1].failed == ["<broken@kaiyuan-yun.example.net>"]
+    assert reports[2].failed == ["<broken@kaiyuan-yun.example.net>"]
+    assert reports[3].failed == []
+    with service.database.session() as session:
+        broken = session.execute(select(StoredMessage).where(
+            StoredMessage.message_id == "<broken@kaiyuan-yun.example.net>")).scalar_one()
+    assert broken.status == "failed"
+    assert broken.attempts == 3
     service.close()

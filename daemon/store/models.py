@@ -77,6 +77,8 @@ class StoredMessage(Base):
     #: new, processed, failed or duplicate.
     status: Mapped[str] = mapped_column(String(20), default="new", index=True)
     error: Mapped[str | None] = mapped_column(Text)
+    #: Failed processing attempts; a failed message is retried until the configured maximum.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
 
     submissions: Mapped[list[Submission]] = relationship(back_populates="message", order_by="Submission.version")

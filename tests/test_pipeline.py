@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from daemon.config import load_settings
 from daemon.digest import render_digest
@@ -17,7 +17,8 @@ from daemon.export import export_workbook
 from daemon.pipeline import process_message
 from rules.evaluate import evaluate as evaluate_message
 from daemon.service import Service
-from daemon.store import Decision, OutboxItem, RowRecord, StoredMessage, Submission
+from daemon.errors import StoreError
+from daemon.store import Database, Decision, OutboxItem, RowRecord, StoredMessage, Submission
 from tests import builders
 from tests.support import store_url, write_config  # noqa: F401  (fixture)
 
@@ -304,3 +305,17 @@ def test_failed_message_retried_until_limit(tmp_path: Path, store_url: str, monk
     assert broken.status == "failed"
     assert broken.attempts == 3
     service.close()
+
+
+def test_store_from_older_version_named(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE messages (id INTEGER PRIMARY KEY, mailbox VARCHAR(500))"))
+    engine.dispose()
+
+    with pytest.raises(StoreError) as caught:
+        Database(url).create_schema()
+
+    assert "表 messages 缺少列" in str(caught.value)
+    assert "attempts" in str(caught.value)

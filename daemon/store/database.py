@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,6 +44,13 @@ class Database:
         # NOTE: tables are created, never migrated; a schema change needs a migration tool.
         try:
             Base.metadata.create_all(self.engine)
+            inspector = inspect(self.engine)
+            for table in Base.metadata.sorted_tables:
+                present = {column["name"] for column in inspector.get_columns(table.name)}
+                missing = [column.name for column in table.columns if column.name not in present]
+                if missing:
+                    raise StoreError(f"存储中的表 {table.name} 缺少列 {'、'.join(missing)}：它由旧版本的 intake 创建。"
+                                     f"请备份后删除该数据库（默认是 data/intake.db）再运行，或手工添加这些列。")
         except OperationalError as err:
             raise StoreError(f"无法连接或初始化存储：{err.orig}") from err
 
